@@ -1,0 +1,909 @@
+//! The invigil wire contract, as typed serde values.
+//!
+//! `../shared/PROTOCOL.md` is binding for every client, so this crate is the one place where its JSON
+//! shapes are written down in Rust; the server, the client engine and the tests all speak through it.
+//!
+//! # Layout
+//!
+//! - [`Timestamp`]: RFC 3339 UTC times with millisecond precision, as the contract writes them.
+//! - accounts: [`Role`], [`User`], [`LoginRequest`], [`LoginResponse`], [`CreateUser`].
+//! - evaluations: [`Evaluation`], [`Question`], [`Phase`], [`Access`], [`Participation`],
+//!   [`Participant`], [`AuditEntry`].
+//! - answers: [`Answer`], [`SaveAnswer`], [`SaveAck`].
+//! - errors: [`ErrorBody`] and its [`ErrorCode`].
+//! - the live socket: [`ServerMessage`] and [`ClientMessage`], tagged by `type`, and the [`close`] codes.
+//!
+//! Readers are tolerant (unknown fields are ignored, as the contract may grow); writers emit exactly
+//! the fields of the contract, with optional ones as `null` unless the contract says they may be omitted.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{OffsetDateTime, UtcOffset};
+
+/// A point in time, written as `2026-11-22T09:00:00.000Z`.
+///
+/// Any RFC 3339 time is accepted on input and converted to UTC; precision below a millisecond is
+/// dropped so that a value read back from storage compares equal to the one written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(OffsetDateTime);
+
+impl Timestamp {
+    /// The current time, truncated to the millisecond.
+    pub fn now() -> Self {
+        Self::from_datetime(OffsetDateTime::now_utc())
+    }
+
+    /// Converts any date-time to UTC with millisecond precision.
+    pub fn from_datetime(at: OffsetDateTime) -> Self {
+        let at = at.to_offset(UtcOffset::UTC);
+        let millis = at.millisecond();
+        Self(
+            at.replace_nanosecond(u32::from(millis) * 1_000_000)
+                .unwrap_or(at),
+        )
+    }
+
+    /// Milliseconds since the Unix epoch, as storage keeps it.
+    pub fn unix_ms(self) -> i64 {
+        (self.0.unix_timestamp_nanos() / 1_000_000) as i64
+    }
+
+    /// The time `ms` milliseconds after the Unix epoch; `None` when out of range.
+    pub fn from_unix_ms(ms: i64) -> Option<Self> {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .ok()
+            .map(Self)
+    }
+
+    /// Parses any RFC 3339 time.
+    pub fn parse(text: &str) -> Result<Self, time::error::Parse> {
+        OffsetDateTime::parse(text, &Rfc3339).map(Self::from_datetime)
+    }
+
+    /// The underlying date-time, in UTC.
+    pub fn datetime(self) -> OffsetDateTime {
+        self.0
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let format = format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        let text = self.0.format(&format).map_err(|_| fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::parse(&text).map_err(|e| {
+            serde::de::Error::custom(format_args!(
+                "`{text}` is not an RFC 3339 time such as 2026-11-22T09:00:00.000Z ({e})"
+            ))
+        })
+    }
+}
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Sits evaluations; holds one session at a time.
+    Student,
+    /// Creates and runs evaluations.
+    Professor,
+    /// Manages users and every evaluation.
+    Admin,
+}
+
+impl Role {
+    /// The contract's name for the role.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Student => "student",
+            Role::Professor => "professor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Stable id.
+    pub id: String,
+    /// Unique sign-in name; the contract names people by it.
+    pub username: String,
+    /// Name shown to people.
+    pub display_name: String,
+    /// What the user may do.
+    pub role: Role,
+}
+
+/// `POST /api/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateUser {
+    /// Unique sign-in name.
+    pub username: String,
+    /// Initial password.
+    pub password: String,
+    /// What the user may do.
+    pub role: Role,
+    /// Name shown to people; the username when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+/// `POST /api/login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    /// Sign-in name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+    /// A label for the device, shown to staff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+/// The answer to a successful login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// The bearer token; shown once, only its hash is stored.
+    pub token: String,
+    /// The id of the new session.
+    pub session_id: String,
+    /// Who signed in.
+    pub user: User,
+}
+
+/// Every error code of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the request is malformed or names something invalid.
+    BadRequest,
+    /// 401: wrong username or password.
+    InvalidCredentials,
+    /// 401: no valid credentials.
+    Unauthenticated,
+    /// 401: the session was revoked.
+    SessionInvalidated,
+    /// 401: the session was unused for too long.
+    SessionExpired,
+    /// 403: not allowed.
+    Forbidden,
+    /// 403: the student is not eligible for this evaluation.
+    NotOnAccessList,
+    /// 404: no such thing, or not visible to the caller.
+    NotFound,
+    /// 409: that phase change is not allowed.
+    InvalidTransition,
+    /// 409: the evaluation is not in progress.
+    NotOpen,
+    /// 409: the student has not joined, or has submitted.
+    NotParticipating,
+    /// 409: the change conflicts with the current state.
+    Conflict,
+    /// 423: the student is blocked.
+    Blocked,
+    /// 413: the body is too large.
+    PayloadTooLarge,
+    /// 429: too many failed sign-ins.
+    TooManyAttempts,
+    /// 500: the server failed; details are in its log. (An addition to the contract.)
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status of the code.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::InvalidCredentials
+            | ErrorCode::Unauthenticated
+            | ErrorCode::SessionInvalidated
+            | ErrorCode::SessionExpired => 401,
+            ErrorCode::Forbidden | ErrorCode::NotOnAccessList => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::InvalidTransition
+            | ErrorCode::NotOpen
+            | ErrorCode::NotParticipating
+            | ErrorCode::Conflict => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::Blocked => 423,
+            ErrorCode::TooManyAttempts => 429,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    /// The contract's name for the code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::SessionInvalidated => "session_invalidated",
+            ErrorCode::SessionExpired => "session_expired",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotOnAccessList => "not_on_access_list",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::InvalidTransition => "invalid_transition",
+            ErrorCode::NotOpen => "not_open",
+            ErrorCode::NotParticipating => "not_participating",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Blocked => "blocked",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The body of every non-2xx response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Machine-readable code.
+    pub code: ErrorCode,
+    /// A human sentence.
+    pub message: String,
+}
+
+/// The phase of an evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Being prepared; students see it without questions.
+    Draft,
+    /// Running: students join and answer.
+    InProgress,
+    /// Closed for answers (late ones are kept and marked); being graded.
+    Grading,
+    /// Done.
+    Finished,
+}
+
+impl Phase {
+    /// The contract's name for the phase.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Draft => "draft",
+            Phase::InProgress => "in_progress",
+            Phase::Grading => "grading",
+            Phase::Finished => "finished",
+        }
+    }
+
+    /// Parses the contract's name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "draft" => Phase::Draft,
+            "in_progress" => Phase::InProgress,
+            "grading" => Phase::Grading,
+            "finished" => Phase::Finished,
+            _ => return None,
+        })
+    }
+
+    /// Whether the contract allows moving from `self` to `to`.
+    pub fn can_move_to(self, to: Phase) -> bool {
+        matches!(
+            (self, to),
+            (Phase::Draft, Phase::InProgress)
+                | (Phase::InProgress, Phase::Grading)
+                | (Phase::Grading, Phase::InProgress)
+                | (Phase::Grading, Phase::Finished)
+        )
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who may sit an evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Every student.
+    Open,
+    /// Only the students on its access list.
+    #[default]
+    List,
+}
+
+impl Access {
+    /// The contract's name for the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Open => "open",
+            Access::List => "list",
+        }
+    }
+}
+
+/// One option of a choice question.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Choice {
+    /// Id, unique in its question; a choice answer's content is this id.
+    pub id: String,
+    /// Text shown.
+    pub label: String,
+}
+
+/// What kind of answer a question takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum QuestionKind {
+    /// Free text.
+    Text,
+    /// Source code, shown in a monospace editor.
+    Code,
+    /// One of several options.
+    Choice {
+        /// The options.
+        choices: Vec<Choice>,
+    },
+}
+
+/// A question of an evaluation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Question {
+    /// Id, unique in its evaluation.
+    pub id: String,
+    /// What is asked.
+    pub prompt: String,
+    /// The kind and, for choices, the options.
+    #[serde(flatten)]
+    pub kind: QuestionKind,
+}
+
+/// A question as a professor writes it: the id may be left for the server to choose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewQuestion {
+    /// Id, unique in its evaluation; `q1`, `q2`, … by position when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// What is asked.
+    pub prompt: String,
+    /// The kind and, for choices, the options.
+    #[serde(flatten)]
+    pub kind: QuestionKind,
+}
+
+/// An evaluation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Stable id.
+    pub id: String,
+    /// Title shown.
+    pub title: String,
+    /// Current phase.
+    pub phase: Phase,
+    /// When answers stop being on time; none when open-ended.
+    pub ends_at: Option<Timestamp>,
+    /// Who may sit it.
+    pub access: Access,
+    /// The owner's username.
+    pub owner: String,
+    /// The questions; empty for a student while the phase is draft.
+    pub questions: Vec<Question>,
+}
+
+/// `GET /api/evaluations/{id}`: the evaluation and, for a student, their participation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvaluationDetail {
+    /// The evaluation.
+    #[serde(flatten)]
+    pub evaluation: Evaluation,
+    /// The caller's participation, for a student.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participation: Option<Participation>,
+}
+
+/// `POST /api/evaluations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateEvaluation {
+    /// Title shown.
+    pub title: String,
+    /// The questions.
+    pub questions: Vec<NewQuestion>,
+    /// When answers stop being on time.
+    #[serde(default)]
+    pub ends_at: Option<Timestamp>,
+    /// Who may sit it; `list` when absent.
+    #[serde(default)]
+    pub access: Option<Access>,
+}
+
+/// `POST /api/evaluations/{id}/phase`. The phase is read as text so that an unknown one is a
+/// `bad_request` naming it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseChange {
+    /// The phase to move to.
+    pub phase: String,
+}
+
+/// `PUT /api/evaluations/{id}/ends_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndsAtChange {
+    /// The new end, or null for none.
+    #[serde(default)]
+    pub ends_at: Option<Timestamp>,
+}
+
+/// `PUT /api/evaluations/{id}/access` and its answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessList {
+    /// Usernames of the students on the list.
+    pub students: Vec<String>,
+}
+
+/// Where a student stands in an evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParticipationStatus {
+    /// Has not joined.
+    NotStarted,
+    /// Joined; answering.
+    InProgress,
+    /// Handed in.
+    Submitted,
+    /// Stopped until a professor or admin unblocks them.
+    Blocked,
+}
+
+impl ParticipationStatus {
+    /// The contract's name for the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParticipationStatus::NotStarted => "not_started",
+            ParticipationStatus::InProgress => "in_progress",
+            ParticipationStatus::Submitted => "submitted",
+            ParticipationStatus::Blocked => "blocked",
+        }
+    }
+
+    /// Parses the contract's name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "not_started" => ParticipationStatus::NotStarted,
+            "in_progress" => ParticipationStatus::InProgress,
+            "submitted" => ParticipationStatus::Submitted,
+            "blocked" => ParticipationStatus::Blocked,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a student is blocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockedReason {
+    /// The student signed in again while sitting a running evaluation.
+    SecondSignIn,
+}
+
+impl BlockedReason {
+    /// The contract's name for the reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockedReason::SecondSignIn => "second_sign_in",
+        }
+    }
+
+    /// Parses the contract's name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "second_sign_in" => Some(BlockedReason::SecondSignIn),
+            _ => None,
+        }
+    }
+}
+
+/// One student's standing in one evaluation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participation {
+    /// The evaluation.
+    pub evaluation_id: String,
+    /// The student.
+    pub username: String,
+    /// Where they stand.
+    pub status: ParticipationStatus,
+    /// Why they are blocked, when they are.
+    pub blocked_reason: Option<BlockedReason>,
+    /// Whether the student is eligible, whatever the phase.
+    pub access: bool,
+}
+
+/// A row of the participants board.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    /// The student.
+    pub username: String,
+    /// Their name.
+    pub display_name: String,
+    /// Where they stand.
+    pub status: ParticipationStatus,
+    /// Why they are blocked, when they are.
+    pub blocked_reason: Option<BlockedReason>,
+    /// Whether a socket or event stream of their current session is open.
+    pub connected: bool,
+    /// When the server last heard from them.
+    pub last_seen: Option<Timestamp>,
+    /// How many questions have a stored answer.
+    pub answered: u32,
+}
+
+/// `POST .../participants/{username}/unblock`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unblock {
+    /// Why, for the audit log.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// What an audit entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    /// The phase changed.
+    PhaseChanged,
+    /// The end time changed.
+    EndsAtChanged,
+    /// A student was added to or removed from the access list.
+    AccessChanged,
+    /// A student joined.
+    Joined,
+    /// A student submitted.
+    Submitted,
+    /// A student signed in.
+    SignedIn,
+    /// A student's session was revoked.
+    SessionInvalidated,
+    /// A student was blocked.
+    Blocked,
+    /// A student was unblocked.
+    Unblocked,
+    /// A student's connection was lost.
+    Disconnected,
+    /// A student's connection came back.
+    Reconnected,
+    /// A late answer was stored.
+    LateAnswer,
+}
+
+impl AuditKind {
+    /// The contract's name for the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::PhaseChanged => "phase_changed",
+            AuditKind::EndsAtChanged => "ends_at_changed",
+            AuditKind::AccessChanged => "access_changed",
+            AuditKind::Joined => "joined",
+            AuditKind::Submitted => "submitted",
+            AuditKind::SignedIn => "signed_in",
+            AuditKind::SessionInvalidated => "session_invalidated",
+            AuditKind::Blocked => "blocked",
+            AuditKind::Unblocked => "unblocked",
+            AuditKind::Disconnected => "disconnected",
+            AuditKind::Reconnected => "reconnected",
+            AuditKind::LateAnswer => "late_answer",
+        }
+    }
+
+    /// Parses the contract's name.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            AuditKind::PhaseChanged,
+            AuditKind::EndsAtChanged,
+            AuditKind::AccessChanged,
+            AuditKind::Joined,
+            AuditKind::Submitted,
+            AuditKind::SignedIn,
+            AuditKind::SessionInvalidated,
+            AuditKind::Blocked,
+            AuditKind::Unblocked,
+            AuditKind::Disconnected,
+            AuditKind::Reconnected,
+            AuditKind::LateAnswer,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+    }
+}
+
+/// One line of an evaluation's audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When.
+    pub at: Timestamp,
+    /// What.
+    pub kind: AuditKind,
+    /// The student concerned; null for evaluation-wide events.
+    pub username: Option<String>,
+    /// Who acted; null for the server itself.
+    pub actor: Option<String>,
+    /// A human sentence.
+    pub detail: String,
+}
+
+/// The last on-time revision kept beside a late one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnTime {
+    /// Its revision.
+    pub revision: u64,
+    /// Its content.
+    pub content: String,
+    /// When it was stored.
+    pub saved_at: Timestamp,
+}
+
+/// A stored answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The question.
+    pub question_id: String,
+    /// The stored revision.
+    pub revision: u64,
+    /// What the student wrote (for a choice question, the chosen choice's id).
+    pub content: String,
+    /// When it was stored.
+    pub saved_at: Timestamp,
+    /// Whether it arrived after the end or outside the running phase.
+    pub late: bool,
+    /// While the latest revision is late: the last on-time one, if any.
+    pub on_time: Option<OnTime>,
+}
+
+/// `PUT /api/evaluations/{id}/answers/{question_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaveAnswer {
+    /// A positive integer rising with every edit.
+    pub revision: u64,
+    /// What the student wrote.
+    pub content: String,
+}
+
+/// The answer to a save over HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaveAck {
+    /// The question.
+    pub question_id: String,
+    /// The stored revision (differs from the one sent when that one was not stored).
+    pub revision: u64,
+    /// Whether the stored revision is late.
+    pub late: bool,
+}
+
+/// Why an `EVALUATION_UPDATE` was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateReason {
+    /// Part of the snapshot after `WELCOME`.
+    Snapshot,
+    /// The phase changed.
+    PhaseChanged,
+    /// The end time changed.
+    EndsAtChanged,
+    /// The student was added to or removed from the access list.
+    AccessChanged,
+    /// The student's status changed (joined, submitted).
+    StatusChanged,
+    /// The student was blocked.
+    Blocked,
+    /// The student was unblocked.
+    Unblocked,
+}
+
+/// Why a session was revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvalidationReason {
+    /// The student signed in on another device.
+    SignedInElsewhere,
+    /// The user signed out.
+    SignedOut,
+    /// An admin revoked the user's sessions.
+    RevokedByAdmin,
+}
+
+impl InvalidationReason {
+    /// The contract's name for the reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidationReason::SignedInElsewhere => "signed_in_elsewhere",
+            InvalidationReason::SignedOut => "signed_out",
+            InvalidationReason::RevokedByAdmin => "revoked_by_admin",
+        }
+    }
+
+    /// Parses the contract's name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "signed_in_elsewhere" => InvalidationReason::SignedInElsewhere,
+            "signed_out" => InvalidationReason::SignedOut,
+            "revoked_by_admin" => InvalidationReason::RevokedByAdmin,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a save over the socket was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectCode {
+    /// The student is blocked.
+    Blocked,
+    /// Not joined, or already submitted.
+    NotParticipating,
+    /// No longer eligible.
+    NotOnAccessList,
+    /// No such evaluation or question.
+    NotFound,
+    /// The save itself is malformed, e.g. revision 0. (An addition to the contract.)
+    BadRequest,
+}
+
+/// A frame from the server on the live socket or the event stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ServerMessage {
+    /// The first frame of every socket.
+    Welcome {
+        /// The session the socket belongs to.
+        session_id: String,
+        /// Who is signed in.
+        user: User,
+        /// The server's clock.
+        server_time: Timestamp,
+        /// How often each side must send something.
+        heartbeat_ms: u64,
+    },
+    /// The full current state of one evaluation for this student.
+    EvaluationUpdate {
+        /// Why it was sent.
+        reason: UpdateReason,
+        /// The evaluation.
+        evaluation: Evaluation,
+        /// The student's participation.
+        participation: Participation,
+    },
+    /// The snapshot is complete.
+    SnapshotEnd,
+    /// The session was revoked; close 4001 follows.
+    SessionInvalidated {
+        /// Why.
+        reason: InvalidationReason,
+    },
+    /// A save is durable.
+    AnswerAck {
+        /// The evaluation.
+        evaluation_id: String,
+        /// The question.
+        question_id: String,
+        /// The stored revision.
+        revision: u64,
+        /// Whether the stored revision is late.
+        late: bool,
+    },
+    /// A save was refused.
+    AnswerRejected {
+        /// The evaluation.
+        evaluation_id: String,
+        /// The question.
+        question_id: String,
+        /// The revision sent.
+        revision: u64,
+        /// Why.
+        code: RejectCode,
+    },
+    /// A participant row changed (to owners and admins).
+    ParticipantUpdate {
+        /// The evaluation.
+        evaluation_id: String,
+        /// The row.
+        participant: Participant,
+    },
+    /// Sent every `heartbeat_ms`.
+    Heartbeat {
+        /// The server's clock.
+        server_time: Timestamp,
+    },
+    /// A bad client frame; the socket stays open.
+    Error {
+        /// What was wrong.
+        code: ErrorCode,
+        /// A human sentence.
+        message: String,
+    },
+}
+
+impl ServerMessage {
+    /// The `type` tag, as the SSE `event` name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerMessage::Welcome { .. } => "WELCOME",
+            ServerMessage::EvaluationUpdate { .. } => "EVALUATION_UPDATE",
+            ServerMessage::SnapshotEnd => "SNAPSHOT_END",
+            ServerMessage::SessionInvalidated { .. } => "SESSION_INVALIDATED",
+            ServerMessage::AnswerAck { .. } => "ANSWER_ACK",
+            ServerMessage::AnswerRejected { .. } => "ANSWER_REJECTED",
+            ServerMessage::ParticipantUpdate { .. } => "PARTICIPANT_UPDATE",
+            ServerMessage::Heartbeat { .. } => "HEARTBEAT",
+            ServerMessage::Error { .. } => "ERROR",
+        }
+    }
+
+    /// The JSON text of the frame.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server messages always serialize")
+    }
+}
+
+/// A frame from a client on the live socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ClientMessage {
+    /// Save an answer; `ANSWER_ACK` or `ANSWER_REJECTED` follows.
+    AnswerSave {
+        /// The evaluation.
+        evaluation_id: String,
+        /// The question.
+        question_id: String,
+        /// A positive integer rising with every edit.
+        revision: u64,
+        /// What the student wrote.
+        content: String,
+    },
+    /// "I am here."
+    Heartbeat,
+}
+
+/// Close codes of the live socket.
+pub mod close {
+    /// The server is going away (shutdown).
+    pub const GOING_AWAY: u16 = 1001;
+    /// A message was larger than 1 MiB.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The socket could not keep up with what it was sent. (An addition to the contract.)
+    pub const TOO_SLOW: u16 = 1013;
+    /// The session was revoked.
+    pub const SESSION_INVALIDATED: u16 = 4001;
+    /// A newer socket of the same session replaced this one.
+    pub const REPLACED: u16 = 4002;
+    /// Nothing was heard for 3 × heartbeat.
+    pub const SILENT: u16 = 4008;
+}
+
+/// The largest message the socket accepts, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+#[cfg(test)]
+mod tests;

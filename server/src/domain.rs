@@ -1,0 +1,253 @@
+//! Domain values parsed at the edge, so that inner code never takes a raw string for them.
+
+use crate::error::Error;
+use invigil_protocol::{Choice, NewQuestion, Question, QuestionKind};
+use std::collections::HashSet;
+use std::fmt;
+
+/// A sign-in name: 1 to 64 characters of letters, digits and `. _ - @`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Username(String);
+
+impl Username {
+    /// Checks a sign-in name.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let ok = !text.is_empty()
+            && text.chars().count() <= 64
+            && text
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+        if ok {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(Error::bad_request(format!(
+                "`{text}` is not a valid username: use 1 to 64 letters, digits, `.`, `_`, `-` or `@`."
+            )))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A password as given at account creation: not empty, at most 1024 bytes (argon2 input stays cheap).
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    /// Checks a new password.
+    pub fn parse(text: String) -> Result<Self, Error> {
+        if text.is_empty() {
+            return Err(Error::bad_request("The password may not be empty."));
+        }
+        if text.len() > 1024 {
+            return Err(Error::bad_request(
+                "The password may be at most 1024 bytes long.",
+            ));
+        }
+        Ok(Self(text))
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// A revision of an answer: a positive integer that fits storage's signed 64 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Revision(u64);
+
+impl Revision {
+    /// Checks a revision sent by a client.
+    pub fn new(value: u64) -> Result<Self, Error> {
+        if value == 0 || value > i64::MAX as u64 {
+            Err(Error::bad_request(format!(
+                "Revision {value} is out of range: it must be a positive integer below 2^63."
+            )))
+        } else {
+            Ok(Self(value))
+        }
+    }
+
+    /// The number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// The largest answer content accepted, in bytes (the socket's message limit bounds it anyway).
+pub const MAX_CONTENT_BYTES: usize = 1024 * 1024 - 1024;
+
+/// Checks answer content.
+pub fn check_content(content: &str) -> Result<(), Error> {
+    if content.len() > MAX_CONTENT_BYTES {
+        Err(Error::api(
+            invigil_protocol::ErrorCode::PayloadTooLarge,
+            format!("An answer may hold at most {MAX_CONTENT_BYTES} bytes."),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A display name: trimmed, 1 to 200 characters; the username when absent or blank.
+pub fn display_name(given: Option<String>, username: &Username) -> Result<String, Error> {
+    let name = given
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| username.as_str().to_owned());
+    if name.chars().count() > 200 {
+        return Err(Error::bad_request(
+            "A display name may be at most 200 characters.",
+        ));
+    }
+    Ok(name)
+}
+
+/// A title: trimmed, 1 to 200 characters.
+pub fn title(text: &str) -> Result<String, Error> {
+    let t = text.trim();
+    if t.is_empty() || t.chars().count() > 200 {
+        return Err(Error::bad_request(
+            "The title must be 1 to 200 characters long.",
+        ));
+    }
+    Ok(t.to_owned())
+}
+
+/// Checks a professor's questions and gives each an id (`q1`, `q2`, … by position where none is set).
+pub fn questions(new: Vec<NewQuestion>) -> Result<Vec<Question>, Error> {
+    if new.len() > 500 {
+        return Err(Error::bad_request(
+            "An evaluation may have at most 500 questions.",
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(new.len());
+    for (i, q) in new.into_iter().enumerate() {
+        let id = q.id.unwrap_or_else(|| format!("q{}", i + 1));
+        if id.trim().is_empty() || id.len() > 64 {
+            return Err(Error::bad_request(format!(
+                "Question {} has an invalid id: use 1 to 64 characters.",
+                i + 1
+            )));
+        }
+        if !seen.insert(id.clone()) {
+            return Err(Error::bad_request(format!(
+                "Two questions have the id `{id}`; ids must be unique."
+            )));
+        }
+        if q.prompt.trim().is_empty() {
+            return Err(Error::bad_request(format!(
+                "Question `{id}` has an empty prompt."
+            )));
+        }
+        if let QuestionKind::Choice { choices } = &q.kind {
+            check_choices(&id, choices)?;
+        }
+        out.push(Question {
+            id,
+            prompt: q.prompt,
+            kind: q.kind,
+        });
+    }
+    Ok(out)
+}
+
+fn check_choices(question: &str, choices: &[Choice]) -> Result<(), Error> {
+    if choices.len() < 2 {
+        return Err(Error::bad_request(format!(
+            "Choice question `{question}` needs at least two choices."
+        )));
+    }
+    let mut seen = HashSet::new();
+    for c in choices {
+        if c.id.trim().is_empty() || !seen.insert(c.id.as_str()) {
+            return Err(Error::bad_request(format!(
+                "Choice question `{question}` has an empty or repeated choice id `{}`.",
+                c.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A new random id: 128 bits, as 32 hex digits, ordered by creation time (UUID v7).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_reject_spaces_and_empty_names() {
+        assert!(Username::parse("alice.b-1@uni").is_ok());
+        assert!(Username::parse("").is_err());
+        assert!(Username::parse("a b").is_err());
+        assert!(Username::parse(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn revisions_must_be_positive_and_fit_in_i64() {
+        assert!(Revision::new(0).is_err());
+        assert_eq!(Revision::new(1).unwrap().get(), 1);
+        assert!(Revision::new(i64::MAX as u64).is_ok());
+        assert!(Revision::new(i64::MAX as u64 + 1).is_err());
+    }
+
+    #[test]
+    fn questions_get_ids_by_position_and_must_be_unique() {
+        let q = |id: Option<&str>| NewQuestion {
+            id: id.map(str::to_owned),
+            prompt: "p".into(),
+            kind: QuestionKind::Text,
+        };
+        let out = questions(vec![q(None), q(Some("x"))]).unwrap();
+        assert_eq!(out[0].id, "q1");
+        assert_eq!(out[1].id, "x");
+        assert!(questions(vec![q(Some("a")), q(Some("a"))]).is_err());
+    }
+
+    #[test]
+    fn choice_questions_need_two_distinct_choices() {
+        let choice = |ids: &[&str]| NewQuestion {
+            id: None,
+            prompt: "p".into(),
+            kind: QuestionKind::Choice {
+                choices: ids
+                    .iter()
+                    .map(|i| Choice {
+                        id: (*i).into(),
+                        label: "l".into(),
+                    })
+                    .collect(),
+            },
+        };
+        assert!(questions(vec![choice(&["a", "b"])]).is_ok());
+        assert!(questions(vec![choice(&["a"])]).is_err());
+        assert!(questions(vec![choice(&["a", "a"])]).is_err());
+    }
+
+    #[test]
+    fn passwords_never_print() {
+        let p = Password::parse("hunter2".into()).unwrap();
+        assert!(!format!("{p:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,82 @@
+//! Answers over HTTP: save one, read them back.
+
+use super::ApiJson;
+use super::evaluations::{eligible, owned};
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::domain::{Revision, check_content};
+use crate::error::{Error, Result};
+use crate::store::NewAnswer;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use invigil_protocol::{Answer, Role, SaveAck, SaveAnswer};
+use serde::Deserialize;
+use std::time::Instant;
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/evaluations/{id}/answers", get(list))
+        .route("/api/evaluations/{id}/answers/{question_id}", put(save))
+}
+
+#[tracing::instrument(skip_all, fields(evaluation_id = %id, question_id = %question_id, user = %caller.user().username))]
+async fn save(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, question_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<SaveAnswer>,
+) -> Result<Json<SaveAck>> {
+    if caller.user().role != Role::Student {
+        return Err(Error::forbidden("Only students save answers."));
+    }
+    let revision = Revision::new(body.revision)?;
+    check_content(&body.content)?;
+    let started = Instant::now();
+    let ack = state
+        .store
+        .save_answer(
+            caller.user(),
+            NewAnswer {
+                evaluation_id: id,
+                question_id,
+                revision,
+                content: body.content,
+            },
+        )
+        .await?;
+    state
+        .metrics
+        .ack_latency
+        .observe(started.elapsed().as_secs_f64());
+    Ok(Json(ack))
+}
+
+#[derive(Debug, Deserialize)]
+struct Whose {
+    username: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(whose): Query<Whose>,
+) -> Result<Json<Vec<Answer>>> {
+    if caller.user().role == Role::Student {
+        eligible(&state, &caller, &id).await?;
+        return Ok(Json(state.store.answers(&id, &caller.user().id).await?));
+    }
+    owned(&state, &caller, &id).await?;
+    let username = whose
+        .username
+        .ok_or_else(|| Error::bad_request("Name the student: `?username=...`."))?;
+    let account = state
+        .store
+        .account(&username)
+        .await?
+        .filter(|a| a.user.role == Role::Student)
+        .ok_or_else(|| Error::not_found(format!("There is no student `{username}`.")))?;
+    Ok(Json(state.store.answers(&id, &account.user.id).await?))
+}

@@ -1,0 +1,289 @@
+//! Evaluations: create, list, read, phases, end times, access lists, join, submit, participants,
+//! unblock and the audit log.
+
+use super::ApiJson;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::domain::{self, new_id};
+use crate::error::{Error, Result};
+use crate::store::{EvaluationRecord, NewEvaluation, rules};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use invigil_protocol::{
+    AccessList, AuditEntry, CreateEvaluation, EndsAtChange, Evaluation, EvaluationDetail,
+    Participant, Participation, Phase, PhaseChange, Role, Unblock,
+};
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/evaluations", post(create).get(list))
+        .route("/api/evaluations/{id}", get(read))
+        .route("/api/evaluations/{id}/phase", post(set_phase))
+        .route("/api/evaluations/{id}/ends_at", put(set_ends_at))
+        .route(
+            "/api/evaluations/{id}/access",
+            put(set_access).get(read_access),
+        )
+        .route("/api/evaluations/{id}/join", post(join))
+        .route("/api/evaluations/{id}/submit", post(submit))
+        .route("/api/evaluations/{id}/participants", get(participants))
+        .route(
+            "/api/evaluations/{id}/participants/{username}/unblock",
+            post(unblock),
+        )
+        .route("/api/evaluations/{id}/audit", get(audit))
+}
+
+fn require_staff(caller: &Caller) -> Result<()> {
+    if caller.user().role == Role::Student {
+        Err(Error::forbidden("Only professors and admins may do this."))
+    } else {
+        Ok(())
+    }
+}
+
+fn require_student(caller: &Caller) -> Result<()> {
+    if caller.user().role == Role::Student {
+        Ok(())
+    } else {
+        Err(Error::forbidden("Only students sit evaluations."))
+    }
+}
+
+/// Loads an evaluation the caller owns or administers: 404 if missing, 403 if not theirs, and for
+/// a student 404 (it is not theirs to see this way).
+pub async fn owned(state: &AppState, caller: &Caller, id: &str) -> Result<EvaluationRecord> {
+    let record = state
+        .store
+        .evaluation(id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("There is no evaluation `{id}`.")))?;
+    match caller.user().role {
+        Role::Admin => Ok(record),
+        Role::Professor if record.owner_id == caller.user().id => Ok(record),
+        Role::Professor => Err(Error::forbidden(
+            "Only the owner of this evaluation or an admin may do this.",
+        )),
+        Role::Student => Err(Error::forbidden(
+            "Only the owner of this evaluation or an admin may do this.",
+        )),
+    }
+}
+
+/// A student's participation in an evaluation they are eligible for; 404 otherwise.
+pub async fn eligible(state: &AppState, caller: &Caller, id: &str) -> Result<Participation> {
+    match state.store.participation(id, caller.user()).await? {
+        Some(p) if p.access => Ok(p),
+        _ => Err(Error::not_found(format!("There is no evaluation `{id}`."))),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user().username))]
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateEvaluation>,
+) -> Result<(StatusCode, Json<Evaluation>)> {
+    require_staff(&caller)?;
+    let new = NewEvaluation {
+        id: new_id(),
+        title: domain::title(&body.title)?,
+        questions: domain::questions(body.questions)?,
+        ends_at: body.ends_at,
+        access: body.access.unwrap_or_default(),
+    };
+    let evaluation = state.store.create_evaluation(caller.user(), new).await?;
+    tracing::info!(evaluation_id = %evaluation.id, "evaluation created");
+    Ok((StatusCode::CREATED, Json(evaluation)))
+}
+
+async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<Evaluation>>> {
+    if caller.user().role == Role::Student {
+        let views = state.store.student_views(caller.user()).await?;
+        Ok(Json(views.into_iter().map(|v| v.evaluation).collect()))
+    } else {
+        Ok(Json(state.store.evaluations().await?))
+    }
+}
+
+async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<EvaluationDetail>> {
+    let record = state
+        .store
+        .evaluation(&id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("There is no evaluation `{id}`.")))?;
+    if caller.user().role != Role::Student {
+        return Ok(Json(EvaluationDetail {
+            evaluation: record.evaluation,
+            participation: None,
+        }));
+    }
+    let participation = eligible(&state, &caller, &id).await?;
+    Ok(Json(EvaluationDetail {
+        evaluation: rules::student_view(record.evaluation),
+        participation: Some(participation),
+    }))
+}
+
+#[tracing::instrument(skip_all, fields(evaluation_id = %id, phase = %body.phase))]
+async fn set_phase(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PhaseChange>,
+) -> Result<Json<Evaluation>> {
+    owned(&state, &caller, &id).await?;
+    let phase = Phase::parse(&body.phase).ok_or_else(|| {
+        Error::bad_request(format!(
+            "`{}` is not a phase: use draft, in_progress, grading or finished.",
+            body.phase
+        ))
+    })?;
+    let evaluation = state.store.set_phase(&id, phase, caller.user()).await?;
+    tracing::info!("phase changed");
+    Ok(Json(evaluation))
+}
+
+#[tracing::instrument(skip_all, fields(evaluation_id = %id))]
+async fn set_ends_at(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<EndsAtChange>,
+) -> Result<Json<Evaluation>> {
+    owned(&state, &caller, &id).await?;
+    Ok(Json(
+        state
+            .store
+            .set_ends_at(&id, body.ends_at, caller.user())
+            .await?,
+    ))
+}
+
+#[tracing::instrument(skip_all, fields(evaluation_id = %id, students = body.students.len()))]
+async fn set_access(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AccessList>,
+) -> Result<Json<AccessList>> {
+    owned(&state, &caller, &id).await?;
+    let mut wanted: Vec<String> = body.students.iter().map(|s| s.trim().to_owned()).collect();
+    wanted.sort();
+    wanted.dedup();
+    let users = state.store.users_named(&wanted).await?;
+    let bad: Vec<&str> = wanted
+        .iter()
+        .filter(|name| {
+            !users
+                .iter()
+                .any(|u| &u.username == *name && u.role == Role::Student)
+        })
+        .map(String::as_str)
+        .collect();
+    if !bad.is_empty() {
+        return Err(Error::bad_request(format!(
+            "These are not students of this server: {}. Nothing was changed.",
+            bad.join(", ")
+        )));
+    }
+    let students = state
+        .store
+        .set_access_list(&id, &users, caller.user())
+        .await?;
+    Ok(Json(AccessList { students }))
+}
+
+async fn read_access(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<AccessList>> {
+    owned(&state, &caller, &id).await?;
+    Ok(Json(AccessList {
+        students: state.store.access_list(&id).await?,
+    }))
+}
+
+#[tracing::instrument(skip_all, fields(evaluation_id = %id, user = %caller.user().username))]
+async fn join(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Participation>> {
+    require_student(&caller)?;
+    eligible_or_refused(&state, &caller, &id).await?;
+    Ok(Json(state.store.join(&id, caller.user()).await?))
+}
+
+#[tracing::instrument(skip_all, fields(evaluation_id = %id, user = %caller.user().username))]
+async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Participation>> {
+    require_student(&caller)?;
+    eligible_or_refused(&state, &caller, &id).await?;
+    Ok(Json(state.store.submit(&id, caller.user()).await?))
+}
+
+/// For join and submit: a missing evaluation is 404, one the student is not eligible for 403.
+async fn eligible_or_refused(state: &AppState, caller: &Caller, id: &str) -> Result<()> {
+    match state.store.participation(id, caller.user()).await? {
+        None => Err(Error::not_found(format!("There is no evaluation `{id}`."))),
+        Some(p) if !p.access => Err(rules::reject_error(
+            invigil_protocol::RejectCode::NotOnAccessList,
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+async fn participants(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Participant>>> {
+    owned(&state, &caller, &id).await?;
+    let rows = state.store.participants(&id).await?;
+    Ok(Json(
+        rows.iter()
+            .map(|row| {
+                let (connected, last_seen) = state.hub.presence(&row.user_id);
+                row.with_presence(connected, last_seen)
+            })
+            .collect(),
+    ))
+}
+
+#[tracing::instrument(skip_all, fields(evaluation_id = %id, username = %username))]
+async fn unblock(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, username)): Path<(String, String)>,
+    ApiJson(body): ApiJson<Unblock>,
+) -> Result<Json<Participation>> {
+    owned(&state, &caller, &id).await?;
+    let note = body.note.map(|n| n.chars().take(1000).collect());
+    let participation = state
+        .store
+        .unblock(&id, &username, note, caller.user())
+        .await?;
+    tracing::info!("student unblocked");
+    Ok(Json(participation))
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<AuditEntry>>> {
+    owned(&state, &caller, &id).await?;
+    Ok(Json(state.store.audit(&id).await?))
+}

@@ -1,0 +1,40 @@
+//! The invigil server: the HTTP API, the live socket and event stream, storage, and (later) the
+//! console, all from one binary.
+//!
+//! # Layout
+//!
+//! ```text
+//! main.rs       parse configuration, start tracing, call server::run
+//! config        flags and environment variables (one typed struct)
+//! server        bind (listen backlog 4096), run, graceful shutdown
+//! app           AppState and the router
+//! http/         the JSON API: accounts, evaluations, answers (+ the ApiJson extractor)
+//! auth          passwords (argon2id), tokens (only hashes stored), throttling, the Caller extractor
+//! live/         the socket and SSE: event (what a commit means), hub (registry + dispatcher),
+//!               conn (welcome, snapshot, events, heartbeats), ws, sse
+//! store/        the storage interface, its rules, and the SQLite engine (group commit)
+//! domain        values parsed at the edge (Username, Revision, questions)
+//! metrics       Prometheus metrics at /metrics
+//! demo          --demo accounts and evaluation
+//! error         the one error type, rendered as the contract's error body
+//! ```
+//!
+//! A request flows handler → [`store::Store`] (one atomic operation) → after the commit, events on
+//! the [`live::event::Bus`] in commit order → [`live::hub::Hub`] → each concerned connection's
+//! bounded queue → its writer.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod live;
+pub mod metrics;
+pub mod server;
+pub mod store;
+
+pub use app::{AppState, app};
+pub use config::Config;
+pub use server::{bind, run};

@@ -1,0 +1,344 @@
+//! One live connection's outgoing side, shared by the socket and the event stream: `WELCOME`, the
+//! snapshot, then everything queued for it rendered for its user, heartbeats, and the close.
+
+use super::event::Event;
+use super::hub::{ConnKind, Frame, Kill, Outgoing};
+use crate::app::AppState;
+use crate::store::{Presence, Session};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::response::sse;
+use futures_util::SinkExt;
+use futures_util::stream::SplitSink;
+use invigil_protocol::{Participation, Role, ServerMessage, Timestamp, UpdateReason, close};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Where a connection's frames go.
+pub enum Out {
+    /// A WebSocket's sending half.
+    Socket(SplitSink<WebSocket, Message>),
+    /// An SSE response body.
+    Stream(mpsc::Sender<Result<sse::Event, Infallible>>),
+}
+
+impl Out {
+    async fn send(&mut self, frame: &Frame) -> Result<(), ()> {
+        match self {
+            Out::Socket(sink) => sink
+                .send(Message::Text(frame.json.clone()))
+                .await
+                .map_err(|_| ()),
+            Out::Stream(tx) => {
+                let event = sse::Event::default()
+                    .event(frame.kind)
+                    .data(frame.json.as_str());
+                tx.send(Ok(event)).await.map_err(|_| ())
+            }
+        }
+    }
+
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        if let Out::Socket(sink) = self {
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            // A peer that stopped reading must not hold the close up.
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                let _ = sink.flush().await;
+            })
+            .await;
+        }
+    }
+}
+
+/// The user's side of events: their participations, so that an update names the right one.
+struct View {
+    participations: HashMap<String, Participation>,
+}
+
+/// Why a connection's writer stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Closed with this code (sent when the transport allows it).
+    Closed(u16),
+    /// The peer went away.
+    PeerGone,
+}
+
+/// Sends `WELCOME`, the snapshot and then the queue until the connection ends.
+pub async fn run_writer(
+    state: &AppState,
+    session: &Session,
+    out: &mut Out,
+    rx: &mut mpsc::Receiver<Outgoing>,
+    kill: &Kill,
+    stop_on_shutdown: bool,
+) -> Ended {
+    let mut view = View {
+        participations: HashMap::new(),
+    };
+    let first = match opening(state, session, &mut view).await {
+        Ok(frames) => frames,
+        Err(e) => {
+            tracing::error!(error = ?e, "could not build a connection's snapshot");
+            out.close(1011, "the server could not load your data").await;
+            return Ended::Closed(1011);
+        }
+    };
+    for frame in &first {
+        if !send(state, out, frame, kill).await {
+            return finish(out, kill).await;
+        }
+    }
+    drop(first);
+    let mut ticker = tokio::time::interval(state.config.heartbeat());
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = kill.killed() => return finish(out, kill).await,
+            _ = state.shutdown.cancelled(), if stop_on_shutdown => {
+                out.close(close::GOING_AWAY, "the server is restarting").await;
+                return Ended::Closed(close::GOING_AWAY);
+            }
+            next = rx.recv() => next,
+            _ = ticker.tick() => Some(Outgoing::Frame(Frame::new(&ServerMessage::Heartbeat { server_time: Timestamp::now() }))),
+        };
+        let Some(next) = next else {
+            return Ended::PeerGone;
+        };
+        let (frame, then_close) = match next {
+            Outgoing::Close(code, reason) => {
+                out.close(code, reason).await;
+                return Ended::Closed(code);
+            }
+            Outgoing::Frame(frame) => (frame, None),
+            Outgoing::Event(event) => match render(state, session, &mut view, &event).await {
+                Some(rendered) => rendered,
+                None => continue,
+            },
+        };
+        if !send(state, out, &frame, kill).await {
+            return finish(out, kill).await;
+        }
+        if let Some((code, reason)) = then_close {
+            out.close(code, reason).await;
+            return Ended::Closed(code);
+        }
+    }
+}
+
+async fn send(state: &AppState, out: &mut Out, frame: &Frame, kill: &Kill) -> bool {
+    let sent = tokio::select! {
+        biased;
+        _ = kill.killed() => false,
+        sent = out.send(frame) => sent.is_ok(),
+    };
+    if sent {
+        state.metrics.frames_out.inc();
+    }
+    sent
+}
+
+async fn finish(out: &mut Out, kill: &Kill) -> Ended {
+    match kill.code() {
+        0 => Ended::PeerGone,
+        code => {
+            let reason = match code {
+                close::REPLACED => "a newer connection of this session replaced this one",
+                close::TOO_SLOW => "the connection could not keep up",
+                close::SESSION_INVALIDATED => "the session was revoked",
+                _ => "closed by the server",
+            };
+            out.close(code, reason).await;
+            Ended::Closed(code)
+        }
+    }
+}
+
+/// `WELCOME`, then the snapshot and `SNAPSHOT_END`. Called after the connection is registered,
+/// so that no change can fall between the snapshot and the events queued behind it.
+async fn opening(
+    state: &AppState,
+    session: &Session,
+    view: &mut View,
+) -> crate::error::Result<Vec<Frame>> {
+    let user = &session.user;
+    let mut frames = vec![Frame::new(&ServerMessage::Welcome {
+        session_id: session.id.clone(),
+        user: user.clone(),
+        server_time: Timestamp::now(),
+        heartbeat_ms: state.config.heartbeat_ms,
+    })];
+    if user.role == Role::Student {
+        for v in state.store.student_views(user).await? {
+            view.participations
+                .insert(v.evaluation.id.clone(), v.participation.clone());
+            frames.push(Frame::new(&ServerMessage::EvaluationUpdate {
+                reason: UpdateReason::Snapshot,
+                evaluation: v.evaluation,
+                participation: v.participation,
+            }));
+        }
+    } else {
+        for board in state.store.boards(user).await? {
+            for row in &board.rows {
+                frames.push(Frame::new(
+                    &state.hub.participant_message(&board.evaluation_id, row),
+                ));
+            }
+        }
+    }
+    frames.push(Frame::new(&ServerMessage::SnapshotEnd));
+    Ok(frames)
+}
+
+type Rendered = (Frame, Option<(u16, &'static str)>);
+
+/// Renders an event for this connection's user; `None` when it does not concern them after all.
+async fn render(
+    state: &AppState,
+    session: &Session,
+    view: &mut View,
+    event: &Event,
+) -> Option<Rendered> {
+    match event {
+        Event::Revoked {
+            session_ids,
+            reason,
+            ..
+        } => {
+            if !session_ids.contains(&session.id) {
+                return None;
+            }
+            let frame = Frame::new(&ServerMessage::SessionInvalidated { reason: *reason });
+            Some((
+                frame,
+                Some((close::SESSION_INVALIDATED, "the session was revoked")),
+            ))
+        }
+        Event::Evaluation(e) => {
+            let user = &session.user;
+            let evaluation_id = &e.evaluation.id;
+            let participation = match e.participations.get(&user.id) {
+                Some(p) => p.clone(),
+                None => match view.participations.get(evaluation_id) {
+                    Some(p) => p.clone(),
+                    // Not seen on this connection yet (say, an evaluation opened to everyone).
+                    None => match state.store.participation(evaluation_id, user).await {
+                        Ok(Some(p)) => p,
+                        Ok(None) => return None,
+                        Err(err) => {
+                            tracing::error!(error = ?err, "could not load a participation for an update");
+                            return None;
+                        }
+                    },
+                },
+            };
+            if !participation.access && e.reason != UpdateReason::AccessChanged {
+                return None;
+            }
+            let json = evaluation_update_json(e.reason, e.evaluation_json(), &participation);
+            view.participations
+                .insert(evaluation_id.clone(), participation);
+            Some((
+                Frame {
+                    kind: "EVALUATION_UPDATE",
+                    json: json.into(),
+                },
+                None,
+            ))
+        }
+        Event::Participant(_) => None,
+    }
+}
+
+/// `EVALUATION_UPDATE` around an evaluation serialized once for all its recipients.
+fn evaluation_update_json(
+    reason: UpdateReason,
+    evaluation: &str,
+    participation: &Participation,
+) -> String {
+    let reason = serde_json::to_string(&reason).expect("reasons serialize");
+    let participation = serde_json::to_string(participation).expect("participations serialize");
+    format!(
+        r#"{{"type":"EVALUATION_UPDATE","reason":{reason},"evaluation":{evaluation},"participation":{participation}}}"#
+    )
+}
+
+/// Notes a student's connection opening or closing, off the connection's path.
+pub fn note_presence(state: &AppState, session: &Session, presence: Presence) {
+    let (store, session) = (state.store.clone(), session.clone());
+    state.tasks.spawn(async move {
+        if let Err(e) = store.presence(&session, presence).await {
+            tracing::warn!(error = ?e, "could not record a connection change");
+        }
+    });
+}
+
+/// Registers a connection, notes its presence, and on return unregisters it and notes the loss
+/// (unless it was replaced by a newer socket or the server is stopping).
+pub async fn hold<F, Fut>(state: &AppState, session: &Session, kind: ConnKind, body: F)
+where
+    F: FnOnce(super::hub::Registration) -> Fut,
+    Fut: std::future::Future<Output = Ended>,
+{
+    let registration = state
+        .hub
+        .register(&session.user.id, session.user.role, &session.id, kind);
+    let id = registration.id;
+    if registration.became_connected {
+        note_presence(state, session, Presence::Connected);
+    }
+    let ended = body(registration).await;
+    let now_gone = state.hub.unregister(id);
+    let replaced = ended == Ended::Closed(close::REPLACED);
+    if now_gone && !replaced && !state.shutdown.is_cancelled() {
+        note_presence(state, session, Presence::Disconnected);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use invigil_protocol::{Access, Evaluation, ParticipationStatus, Phase};
+
+    #[test]
+    fn a_spliced_evaluation_update_is_exactly_the_contract_message() {
+        let evaluation = Evaluation {
+            id: "e1".into(),
+            title: "Algorithms \"midterm\"".into(),
+            phase: Phase::InProgress,
+            ends_at: None,
+            access: Access::List,
+            owner: "prof1".into(),
+            questions: vec![],
+        };
+        let participation = Participation {
+            evaluation_id: "e1".into(),
+            username: "alice".into(),
+            status: ParticipationStatus::InProgress,
+            blocked_reason: None,
+            access: true,
+        };
+        let json = evaluation_update_json(
+            UpdateReason::PhaseChanged,
+            &serde_json::to_string(&evaluation).unwrap(),
+            &participation,
+        );
+        let parsed: ServerMessage = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            parsed,
+            ServerMessage::EvaluationUpdate {
+                reason: UpdateReason::PhaseChanged,
+                evaluation,
+                participation
+            }
+        );
+    }
+}

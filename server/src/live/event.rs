@@ -1,0 +1,160 @@
+//! Events: what a committed change means for live connections.
+//!
+//! The store publishes them after each commit, in commit order, so that every connection sees
+//! changes in the order they happened; the hub routes each to the connections it concerns.
+
+use invigil_protocol::{
+    Evaluation, InvalidationReason, Participant, Participation, ParticipationStatus, UpdateReason,
+};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
+use tokio::sync::mpsc;
+
+/// A committed change that live connections must hear about.
+#[derive(Debug)]
+pub enum Event {
+    /// Sessions were revoked: their connections get `SESSION_INVALIDATED`, then close 4001.
+    Revoked {
+        /// Whose sessions.
+        user_id: String,
+        /// Which sessions.
+        session_ids: Vec<String>,
+        /// Why.
+        reason: InvalidationReason,
+    },
+    /// An evaluation changed for some students.
+    Evaluation(EvaluationEvent),
+    /// A participant row changed (for owners and admins).
+    Participant(ParticipantEvent),
+}
+
+/// Which students an evaluation change concerns.
+#[derive(Debug, Clone)]
+pub enum Audience {
+    /// Every student (an open evaluation).
+    AllStudents,
+    /// These students, by user id.
+    Students(HashSet<String>),
+}
+
+/// An evaluation's new state for its students.
+#[derive(Debug)]
+pub struct EvaluationEvent {
+    /// Why.
+    pub reason: UpdateReason,
+    /// The evaluation as students see it (no questions in draft).
+    pub evaluation: Evaluation,
+    /// Who hears of it.
+    pub audience: Audience,
+    /// Participations that changed with it, by user id; any other student's is unchanged.
+    pub participations: HashMap<String, Participation>,
+    json: OnceLock<String>,
+}
+
+impl EvaluationEvent {
+    /// An evaluation change.
+    pub fn new(
+        reason: UpdateReason,
+        evaluation: Evaluation,
+        audience: Audience,
+        participations: HashMap<String, Participation>,
+    ) -> Self {
+        Self {
+            reason,
+            evaluation,
+            audience,
+            participations,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// A change of one student's participation.
+    pub fn for_student(
+        reason: UpdateReason,
+        evaluation: Evaluation,
+        user_id: &str,
+        participation: Participation,
+    ) -> Self {
+        Self::new(
+            reason,
+            evaluation,
+            Audience::Students(HashSet::from([user_id.to_owned()])),
+            HashMap::from([(user_id.to_owned(), participation)]),
+        )
+    }
+
+    /// The evaluation's JSON, made once however many students receive it.
+    pub fn evaluation_json(&self) -> &str {
+        self.json.get_or_init(|| {
+            serde_json::to_string(&self.evaluation).expect("evaluations always serialize")
+        })
+    }
+}
+
+/// A participant row without presence; the hub adds `connected` and `last_seen`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantRow {
+    /// The student's user id.
+    pub user_id: String,
+    /// The student.
+    pub username: String,
+    /// Their name.
+    pub display_name: String,
+    /// Where they stand.
+    pub status: ParticipationStatus,
+    /// Why they are blocked.
+    pub blocked_reason: Option<invigil_protocol::BlockedReason>,
+    /// When the server last heard from them, as stored.
+    pub last_seen: Option<invigil_protocol::Timestamp>,
+    /// How many questions have a stored answer.
+    pub answered: u32,
+}
+
+impl ParticipantRow {
+    /// The row as the contract shows it, with presence.
+    pub fn with_presence(
+        &self,
+        connected: bool,
+        last_seen: Option<invigil_protocol::Timestamp>,
+    ) -> Participant {
+        Participant {
+            username: self.username.clone(),
+            display_name: self.display_name.clone(),
+            status: self.status,
+            blocked_reason: self.blocked_reason,
+            connected,
+            last_seen: last_seen.or(self.last_seen),
+            answered: self.answered,
+        }
+    }
+}
+
+/// A participant row changed.
+#[derive(Debug)]
+pub struct ParticipantEvent {
+    /// The evaluation.
+    pub evaluation_id: String,
+    /// Its owner's user id (they hear of it, as do admins).
+    pub owner_id: String,
+    /// The row.
+    pub row: ParticipantRow,
+}
+
+/// Where committed events go: the local hub's dispatcher, in order.
+#[derive(Debug, Clone)]
+pub struct Bus(mpsc::UnboundedSender<Arc<Event>>);
+
+impl Bus {
+    /// A bus and the receiving end for the dispatcher.
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<Arc<Event>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self(tx), rx)
+    }
+
+    /// Publishes events in order. Once the hub is gone (shutdown) they are dropped: nobody listens.
+    pub fn publish(&self, events: impl IntoIterator<Item = Event>) {
+        for event in events {
+            let _ = self.0.send(Arc::new(event));
+        }
+    }
+}

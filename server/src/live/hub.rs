@@ -1,0 +1,350 @@
+//! The registry of this node's live connections and the dispatcher that routes events to them.
+//!
+//! The dispatcher is one task reading the bus in commit order; it only looks up recipients and
+//! puts the event in each one's bounded queue (`try_send`), so that one slow reader can never hold
+//! up the others: a connection whose queue is full is closed instead, and memory stays bounded.
+
+use super::event::{Audience, Event, ParticipantEvent};
+use crate::metrics::Metrics;
+use axum::extract::ws::Utf8Bytes;
+use invigil_protocol::{Role, ServerMessage, Timestamp, UpdateReason, close};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How many frames may wait for one connection before it counts as too slow.
+pub const QUEUE_FRAMES: usize = 256;
+
+/// A frame ready to send: its `type` (the SSE event name) and its JSON.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// The message type.
+    pub kind: &'static str,
+    /// The JSON text.
+    pub json: Utf8Bytes,
+}
+
+impl Frame {
+    /// Serializes a message.
+    pub fn new(message: &ServerMessage) -> Self {
+        Self {
+            kind: message.kind(),
+            json: Utf8Bytes::from(message.to_json()),
+        }
+    }
+}
+
+/// What a connection's queue carries.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A committed change; the connection renders it for its user.
+    Event(Arc<Event>),
+    /// A frame rendered already (acknowledgements, errors, board rows).
+    Frame(Frame),
+    /// Close with this code after everything queued before it.
+    Close(u16, &'static str),
+}
+
+/// The kind of a live connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnKind {
+    /// A WebSocket: one per session.
+    Socket,
+    /// A server-sent event stream: listens only, any number.
+    Stream,
+}
+
+/// Closes a connection from outside, at once, with a code.
+#[derive(Debug, Default)]
+pub struct Kill {
+    token: CancellationToken,
+    code: AtomicU16,
+}
+
+impl Kill {
+    /// Asks the connection to close with `code` (the first code asked for wins).
+    pub fn kill(&self, code: u16) {
+        let _ = self
+            .code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        self.token.cancel();
+    }
+
+    /// Resolves once the connection is asked to close.
+    pub async fn killed(&self) {
+        self.token.cancelled().await;
+    }
+
+    /// The code asked for.
+    pub fn code(&self) -> u16 {
+        self.code.load(Ordering::Acquire)
+    }
+}
+
+struct Entry {
+    user_id: String,
+    session_id: String,
+    role: Role,
+    kind: ConnKind,
+    tx: mpsc::Sender<Outgoing>,
+    kill: Arc<Kill>,
+    revoked: bool,
+    last_seen: Arc<AtomicI64>,
+}
+
+#[derive(Default)]
+struct Registry {
+    conns: HashMap<u64, Entry>,
+    by_user: HashMap<String, Vec<u64>>,
+    socket_of_session: HashMap<String, u64>,
+    students: HashSet<u64>,
+    admins: HashSet<u64>,
+}
+
+impl Registry {
+    fn connected(&self, user_id: &str) -> bool {
+        self.by_user
+            .get(user_id)
+            .is_some_and(|ids| ids.iter().any(|id| !self.conns[id].revoked))
+    }
+
+    fn last_seen(&self, user_id: &str) -> Option<Timestamp> {
+        self.by_user.get(user_id).and_then(|ids| {
+            ids.iter()
+                .map(|id| self.conns[id].last_seen.load(Ordering::Relaxed))
+                .max()
+                .and_then(Timestamp::from_unix_ms)
+        })
+    }
+}
+
+/// A connection's hold on the hub; unregister it when the connection ends.
+#[derive(Debug)]
+pub struct Registration {
+    /// The connection's id in the hub.
+    pub id: u64,
+    /// Its queue.
+    pub rx: mpsc::Receiver<Outgoing>,
+    /// Its sender, for acknowledgements from its own reader.
+    pub tx: mpsc::Sender<Outgoing>,
+    /// Closes it from outside.
+    pub kill: Arc<Kill>,
+    /// When the server last heard from it (ms since the epoch).
+    pub last_seen: Arc<AtomicI64>,
+    /// Whether registering made the user connected (their first live connection).
+    pub became_connected: bool,
+}
+
+/// This node's live connections.
+#[derive(Clone)]
+pub struct Hub {
+    registry: Arc<Mutex<Registry>>,
+    next_id: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            registry: Arc::default(),
+            next_id: Arc::new(AtomicU64::new(1)),
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding the lock leaves plain maps behind, still consistent enough to serve.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a connection. A socket replaces (closes with 4002) an older socket of the same session.
+    pub fn register(
+        &self,
+        user_id: &str,
+        role: Role,
+        session_id: &str,
+        kind: ConnKind,
+    ) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
+        let kill = Arc::new(Kill::default());
+        let last_seen = Arc::new(AtomicI64::new(Timestamp::now().unix_ms()));
+        let mut reg = self.lock();
+        let became_connected = !reg.connected(user_id);
+        if kind == ConnKind::Socket {
+            if let Some(old) = reg.socket_of_session.insert(session_id.to_owned(), id) {
+                if let Some(entry) = reg.conns.get(&old) {
+                    entry.kill.kill(close::REPLACED);
+                }
+            }
+        }
+        reg.conns.insert(
+            id,
+            Entry {
+                user_id: user_id.to_owned(),
+                session_id: session_id.to_owned(),
+                role,
+                kind,
+                tx: tx.clone(),
+                kill: kill.clone(),
+                revoked: false,
+                last_seen: last_seen.clone(),
+            },
+        );
+        reg.by_user.entry(user_id.to_owned()).or_default().push(id);
+        match role {
+            Role::Student => reg.students.insert(id),
+            Role::Admin => reg.admins.insert(id),
+            Role::Professor => false,
+        };
+        drop(reg);
+        self.metrics.connection_opened(kind);
+        Registration {
+            id,
+            rx,
+            tx,
+            kill,
+            last_seen,
+            became_connected,
+        }
+    }
+
+    /// Removes a connection; answers whether its user is now disconnected (it was their last one).
+    pub fn unregister(&self, id: u64) -> bool {
+        let mut reg = self.lock();
+        let Some(entry) = reg.conns.remove(&id) else {
+            return false;
+        };
+        if let Some(ids) = reg.by_user.get_mut(&entry.user_id) {
+            ids.retain(|other| *other != id);
+            if ids.is_empty() {
+                reg.by_user.remove(&entry.user_id);
+            }
+        }
+        if reg.socket_of_session.get(&entry.session_id) == Some(&id) {
+            reg.socket_of_session.remove(&entry.session_id);
+        }
+        reg.students.remove(&id);
+        reg.admins.remove(&id);
+        let now_disconnected = !entry.revoked && !reg.connected(&entry.user_id);
+        drop(reg);
+        self.metrics.connection_closed(entry.kind);
+        now_disconnected
+    }
+
+    /// Whether a live connection of the user's current session is open, and when they were last heard.
+    pub fn presence(&self, user_id: &str) -> (bool, Option<Timestamp>) {
+        let reg = self.lock();
+        (reg.connected(user_id), reg.last_seen(user_id))
+    }
+
+    /// How many live connections this node holds.
+    pub fn connection_count(&self) -> usize {
+        self.lock().conns.len()
+    }
+
+    /// Routes events, in order, until the bus closes.
+    pub async fn dispatch(self, mut rx: mpsc::UnboundedReceiver<Arc<Event>>) {
+        while let Some(event) = rx.recv().await {
+            self.route(event);
+        }
+    }
+
+    fn route(&self, event: Arc<Event>) {
+        let mut reg = self.lock();
+        let mut targets: Vec<u64> = Vec::new();
+        match &*event {
+            Event::Revoked {
+                user_id,
+                session_ids,
+                ..
+            } => {
+                self.metrics.invalidations.inc_by(session_ids.len() as u64);
+                if let Some(ids) = reg.by_user.get(user_id).cloned() {
+                    for id in ids {
+                        let entry = reg.conns.get_mut(&id).expect("indexed connections exist");
+                        if session_ids.contains(&entry.session_id) {
+                            entry.revoked = true;
+                            targets.push(id);
+                        }
+                    }
+                }
+            }
+            Event::Evaluation(e) => {
+                if e.reason == UpdateReason::Blocked {
+                    self.metrics.blocks.inc();
+                }
+                match &e.audience {
+                    Audience::AllStudents => targets.extend(reg.students.iter().copied()),
+                    Audience::Students(users) => {
+                        for user in users {
+                            if let Some(ids) = reg.by_user.get(user) {
+                                targets.extend(
+                                    ids.iter().copied().filter(|id| reg.students.contains(id)),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            Event::Participant(p) => {
+                let frame = participant_frame(&reg, p);
+                let mut staff: Vec<u64> = reg.admins.iter().copied().collect();
+                if let Some(ids) = reg.by_user.get(&p.owner_id) {
+                    staff.extend(
+                        ids.iter()
+                            .copied()
+                            .filter(|id| reg.conns[id].role != Role::Admin),
+                    );
+                }
+                for id in staff {
+                    self.offer(&reg, id, Outgoing::Frame(frame.clone()));
+                }
+                return;
+            }
+        }
+        for id in targets {
+            self.offer(&reg, id, Outgoing::Event(event.clone()));
+        }
+    }
+
+    /// Queues for one connection, closing it if it cannot keep up.
+    fn offer(&self, reg: &Registry, id: u64, out: Outgoing) {
+        let Some(entry) = reg.conns.get(&id) else {
+            return;
+        };
+        if entry.tx.try_send(out).is_err() {
+            tracing::warn!(
+                connection = id,
+                "a connection fell too far behind and is being closed"
+            );
+            entry.kill.kill(close::TOO_SLOW);
+        }
+    }
+
+    /// The board row of a participant as staff see it now.
+    pub fn participant_message(
+        &self,
+        evaluation_id: &str,
+        row: &super::event::ParticipantRow,
+    ) -> ServerMessage {
+        let (connected, last_seen) = self.presence(&row.user_id);
+        ServerMessage::ParticipantUpdate {
+            evaluation_id: evaluation_id.to_owned(),
+            participant: row.with_presence(connected, last_seen),
+        }
+    }
+}
+
+fn participant_frame(reg: &Registry, p: &ParticipantEvent) -> Frame {
+    let connected = reg.connected(&p.row.user_id);
+    Frame::new(&ServerMessage::ParticipantUpdate {
+        evaluation_id: p.evaluation_id.clone(),
+        participant: p
+            .row
+            .with_presence(connected, reg.last_seen(&p.row.user_id)),
+    })
+}

@@ -1,0 +1,34 @@
+//! `GET /api/events`: the same messages as the socket, as server-sent events, for clients that only
+//! listen. A stream counts as connected while it is open and never replaces a socket.
+
+use super::conn::{Out, hold, run_writer};
+use super::hub::ConnKind;
+use crate::app::AppState;
+use crate::auth::Caller;
+use axum::extract::State;
+use axum::response::sse::{Event, Sse};
+use futures_util::Stream;
+use std::convert::Infallible;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Opens an event stream.
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (tx, rx) = mpsc::channel(16);
+    let session = caller.session;
+    let tasks = state.tasks.clone();
+    tasks.spawn(async move {
+        hold(&state, &session, ConnKind::Stream, |mut reg| {
+            let (state, session) = (&state, &session);
+            async move {
+                let mut out = Out::Stream(tx);
+                run_writer(state, session, &mut out, &mut reg.rx, &reg.kill, true).await
+            }
+        })
+        .await;
+    });
+    Sse::new(ReceiverStream::new(rx))
+}

@@ -1,0 +1,248 @@
+//! `GET /api/ws`: the live socket.
+//!
+//! The writer ([`super::conn::run_writer`]) and the reader below run side by side on one task,
+//! joined by the connection's bounded queue; when either ends, the other is stopped. The reader
+//! saves answers concurrently (up to [`MAX_SAVES_IN_FLIGHT`]) and acknowledges each once durable,
+//! watches for silence, and on shutdown stops reading, waits for the saves it started, then closes
+//! with 1001.
+
+use super::conn::{Out, hold, run_writer};
+use super::hub::{ConnKind, Frame, Kill, Outgoing};
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::domain::{Revision, check_content};
+use crate::error::Error;
+use crate::store::rules::reject_code;
+use crate::store::{NewAnswer, Session};
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use futures_util::stream::{FuturesUnordered, SplitStream};
+use futures_util::{FutureExt, StreamExt};
+use invigil_protocol::{
+    ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, Role, ServerMessage, Timestamp, close,
+};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Saves one socket may have waiting for the database at once; past that it is not read.
+pub const MAX_SAVES_IN_FLIGHT: usize = 64;
+/// tungstenite's read buffer per socket: its 128 KiB default costs ~134 KB per idle socket.
+const READ_BUFFER_BYTES: usize = 4096;
+
+/// Upgrades to the live socket.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    caller: Caller,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let session = caller.session;
+    let tasks = state.tasks.clone();
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(4 * MAX_MESSAGE_BYTES)
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_failed_upgrade(|e| tracing::debug!(error = %e, "a socket upgrade failed"))
+        .on_upgrade(move |socket| tasks.track_future(serve(socket, state, session)))
+}
+
+async fn serve(socket: WebSocket, state: AppState, session: Session) {
+    hold(&state, &session, ConnKind::Socket, |mut reg| {
+        let (state, session) = (&state, &session);
+        async move {
+            let (sink, stream) = socket.split();
+            let mut out = Out::Socket(sink);
+            let done = CancellationToken::new();
+            let writer = async {
+                let ended =
+                    run_writer(state, session, &mut out, &mut reg.rx, &reg.kill, false).await;
+                done.cancel();
+                ended
+            };
+            let reader = read(
+                stream,
+                state,
+                session,
+                reg.tx.clone(),
+                &reg.kill,
+                &done,
+                &reg.last_seen,
+            );
+            let (ended, _) = tokio::join!(writer, reader);
+            ended
+        }
+    })
+    .await;
+}
+
+type Save = Pin<Box<dyn Future<Output = ServerMessage> + Send>>;
+
+async fn read(
+    mut stream: SplitStream<WebSocket>,
+    state: &AppState,
+    session: &Session,
+    tx: mpsc::Sender<Outgoing>,
+    kill: &Kill,
+    done: &CancellationToken,
+    last_seen: &AtomicI64,
+) {
+    let silence = state.config.heartbeat() * 3;
+    let deadline = tokio::time::sleep(silence);
+    tokio::pin!(deadline);
+    let mut saves: FuturesUnordered<Save> = FuturesUnordered::new();
+    let queue = |message: &ServerMessage| {
+        if tx.try_send(Outgoing::Frame(Frame::new(message))).is_err() {
+            kill.kill(close::TOO_SLOW);
+        }
+    };
+    let exit: Option<(u16, &'static str)> = loop {
+        tokio::select! {
+            biased;
+            _ = done.cancelled() => break None,
+            _ = state.shutdown.cancelled() => break Some((close::GOING_AWAY, "the server is restarting")),
+            Some(ack) = saves.next(), if !saves.is_empty() => queue(&ack),
+            _ = &mut deadline => break Some((close::SILENT, "nothing was heard for three heartbeats")),
+            frame = stream.next(), if saves.len() < MAX_SAVES_IN_FLIGHT => {
+                let message = match frame {
+                    None => break None,
+                    Some(Err(e)) => {
+                        if is_too_big(&e) {
+                            break Some((close::MESSAGE_TOO_BIG, "messages may be at most 1 MiB"));
+                        }
+                        tracing::debug!(error = %e, "a socket failed");
+                        break None;
+                    }
+                    Some(Ok(message)) => message,
+                };
+                deadline.as_mut().reset(tokio::time::Instant::now() + silence);
+                last_seen.store(Timestamp::now().unix_ms(), Ordering::Relaxed);
+                state.metrics.frames_in.inc();
+                match message {
+                    Message::Text(text) => {
+                        match serde_json::from_str::<ClientMessage>(text.as_str()) {
+                            Ok(ClientMessage::Heartbeat) => {}
+                            Ok(ClientMessage::AnswerSave { evaluation_id, question_id, revision, content }) => {
+                                match save(state, session, evaluation_id, question_id, revision, content) {
+                                    Ok(future) => saves.push(future),
+                                    Err(refusal) => queue(&refusal),
+                                }
+                            }
+                            Err(e) => queue(&ServerMessage::Error {
+                                code: ErrorCode::BadRequest,
+                                message: format!("That frame is not a client message of the contract: {e}."),
+                            }),
+                        }
+                    }
+                    Message::Binary(_) => queue(&ServerMessage::Error {
+                        code: ErrorCode::BadRequest,
+                        message: "Frames must be JSON text, not binary.".into(),
+                    }),
+                    Message::Close(_) => break None,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
+        }
+    };
+    // Saves already started are finished and acknowledged before the socket closes.
+    while let Some(ack) = saves.next().await {
+        queue(&ack);
+    }
+    match exit {
+        Some((code, reason)) => {
+            if tx.try_send(Outgoing::Close(code, reason)).is_err() {
+                kill.kill(code);
+            }
+        }
+        None => {
+            let _ = tx.try_send(Outgoing::Close(1000, ""));
+        }
+    }
+}
+
+fn is_too_big(error: &axum::Error) -> bool {
+    use std::error::Error as _;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = error.source();
+    while let Some(e) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Checks a save and starts it; a malformed one is answered at once.
+fn save(
+    state: &AppState,
+    session: &Session,
+    evaluation_id: String,
+    question_id: String,
+    revision: u64,
+    content: String,
+) -> Result<Save, ServerMessage> {
+    if session.user.role != Role::Student {
+        return Err(ServerMessage::Error {
+            code: ErrorCode::Forbidden,
+            message: "Only students save answers.".into(),
+        });
+    }
+    let checked = Revision::new(revision).and_then(|r| check_content(&content).map(|()| r));
+    let revision = match checked {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(ServerMessage::Error {
+                code: e.code(),
+                message: e.to_string(),
+            });
+        }
+    };
+    let (store, metrics, user) = (
+        state.store.clone(),
+        state.metrics.clone(),
+        session.user.clone(),
+    );
+    let started = Instant::now();
+    Ok(async move {
+        let answer = NewAnswer {
+            evaluation_id: evaluation_id.clone(),
+            question_id: question_id.clone(),
+            revision,
+            content,
+        };
+        let result = store.save_answer(&user, answer).await;
+        match result {
+            Ok(ack) => {
+                metrics.ack_latency.observe(started.elapsed().as_secs_f64());
+                ServerMessage::AnswerAck {
+                    evaluation_id,
+                    question_id: ack.question_id,
+                    revision: ack.revision,
+                    late: ack.late,
+                }
+            }
+            Err(e) => match reject_code(&e) {
+                Some(code) => ServerMessage::AnswerRejected {
+                    evaluation_id,
+                    question_id,
+                    revision: revision.get(),
+                    code,
+                },
+                None => failure(e),
+            },
+        }
+    }
+    .boxed())
+}
+
+fn failure(e: Error) -> ServerMessage {
+    tracing::error!(error = ?e, "a save failed");
+    ServerMessage::Error {
+        code: ErrorCode::Internal,
+        message: "The server could not store that answer; keep it and send it again.".into(),
+    }
+}

@@ -1,0 +1,52 @@
+//! `invigil-server`: parse the configuration, start logging, serve.
+
+use clap::Parser;
+use invigil_server::config::{Cli, Command, LogFormat};
+use std::io::Write;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_env("INVIGIL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.serve.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Pretty => logs.init(),
+    }
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let listener = invigil_server::bind(cli.serve.listen)?;
+            // Tests and scripts read the chosen port from this line.
+            println!(
+                "invigil-server listening on http://{}",
+                listener.local_addr()?
+            );
+            std::io::stdout().flush()?;
+            invigil_server::run(cli.serve, listener, shutdown_signal()).await
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,253 @@
+//! Storage behind one interface.
+//!
+//! Everything above this module talks to [`Store`] and never learns which database is underneath.
+//! Each method is one atomic operation of the product (a sign-in with its revocations and blocks, a
+//! save with its late rule, a phase change with its audit entry), so that every engine can make it
+//! one transaction. The rules themselves are pure functions in [`rules`], shared by every engine;
+//! what a committed change means for live connections is published as [`Event`]s on the [`Bus`]
+//! given at open, after the commit and in commit order.
+//!
+//! - [`rules`]: the contract's decisions (late answers, idempotent revisions, sign-in blocks).
+//! - [`sqlite`]: the embedded engine: WAL with `synchronous=FULL`, every write through one writer
+//!   task that commits in groups.
+
+pub mod rules;
+pub mod sqlite;
+
+use crate::config::DatabaseUrl;
+use crate::error::Result;
+use crate::live::event::{Bus, ParticipantRow};
+use async_trait::async_trait;
+use invigil_protocol::{
+    Answer, AuditEntry, Evaluation, InvalidationReason, Participation, Phase, Question, Role,
+    SaveAck, Timestamp, User,
+};
+use std::sync::Arc;
+
+/// A user with the hash of their password.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// The user.
+    pub user: User,
+    /// PHC string of the argon2id hash.
+    pub password_hash: String,
+}
+
+/// A new account.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    /// Its id.
+    pub id: String,
+    /// Sign-in name.
+    pub username: String,
+    /// Name shown.
+    pub display_name: String,
+    /// Role.
+    pub role: Role,
+    /// PHC string of the argon2id hash.
+    pub password_hash: String,
+}
+
+/// An active session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Its id.
+    pub id: String,
+    /// Whose.
+    pub user: User,
+}
+
+/// What a token hash names.
+#[derive(Debug, Clone)]
+pub enum SessionLookup {
+    /// A live session.
+    Active(Session),
+    /// Revoked (by a newer sign-in, logout or an admin).
+    Invalidated,
+    /// Unused for longer than [`SESSION_IDLE_LIMIT_MS`].
+    Expired,
+    /// No such session.
+    Unknown,
+}
+
+/// A session ends after this long without use: 14 days.
+pub const SESSION_IDLE_LIMIT_MS: i64 = 14 * 24 * 3600 * 1000;
+
+/// A sign-in to record.
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    /// Who.
+    pub user: User,
+    /// The new session's id.
+    pub session_id: String,
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    /// The device label given at login.
+    pub device: Option<String>,
+}
+
+/// An evaluation with what only the server needs.
+#[derive(Debug, Clone)]
+pub struct EvaluationRecord {
+    /// The evaluation as staff see it.
+    pub evaluation: Evaluation,
+    /// The owner's user id.
+    pub owner_id: String,
+}
+
+/// A new evaluation, checked.
+#[derive(Debug, Clone)]
+pub struct NewEvaluation {
+    /// Its id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Questions with their ids.
+    pub questions: Vec<Question>,
+    /// End.
+    pub ends_at: Option<Timestamp>,
+    /// Access mode.
+    pub access: invigil_protocol::Access,
+}
+
+/// A save to store.
+#[derive(Debug, Clone)]
+pub struct NewAnswer {
+    /// The evaluation.
+    pub evaluation_id: String,
+    /// The question.
+    pub question_id: String,
+    /// Rising with every edit.
+    pub revision: crate::domain::Revision,
+    /// What the student wrote.
+    pub content: String,
+}
+
+/// What a student sees of one evaluation when a socket opens.
+#[derive(Debug, Clone)]
+pub struct StudentView {
+    /// The evaluation as the student sees it.
+    pub evaluation: Evaluation,
+    /// Their participation.
+    pub participation: Participation,
+}
+
+/// One evaluation's board, for a staff snapshot.
+#[derive(Debug, Clone)]
+pub struct Board {
+    /// The evaluation.
+    pub evaluation_id: String,
+    /// Its participants.
+    pub rows: Vec<ParticipantRow>,
+}
+
+/// A live connection opened or closed, for the audit log and the boards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// The student's first connection of this session, or a new one after a loss.
+    Connected,
+    /// The student's last connection closed or went silent.
+    Disconnected,
+}
+
+/// The storage interface. Every method is atomic.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Accounts.
+    /// Creates an account; `conflict` when the name is taken.
+    async fn create_account(&self, new: NewAccount) -> Result<User>;
+    /// The account with this sign-in name.
+    async fn account(&self, username: &str) -> Result<Option<Account>>;
+    /// The users with these names (missing names are left out).
+    async fn users_named(&self, usernames: &[String]) -> Result<Vec<User>>;
+
+    // Sessions.
+    /// Records a sign-in: for a student, revokes every other session and blocks them in every
+    /// running evaluation they are sitting. Returns the revoked session ids.
+    async fn sign_in(&self, sign_in: SignIn) -> Result<Vec<String>>;
+    /// Finds the session of a token hash, and notes that it was used.
+    async fn session(&self, token_hash: &str) -> Result<SessionLookup>;
+    /// Revokes one session.
+    async fn revoke_session(&self, session: &Session, reason: InvalidationReason) -> Result<()>;
+    /// Revokes every session of a user; returns how many.
+    async fn revoke_user(
+        &self,
+        user: &User,
+        reason: InvalidationReason,
+        actor: &User,
+    ) -> Result<usize>;
+    /// Notes a student's connection opening or closing: audit entries and board updates.
+    async fn presence(&self, session: &Session, presence: Presence) -> Result<()>;
+
+    // Evaluations.
+    /// Creates an evaluation in draft, owned by `owner`.
+    async fn create_evaluation(&self, owner: &User, new: NewEvaluation) -> Result<Evaluation>;
+    /// One evaluation, as staff see it.
+    async fn evaluation(&self, id: &str) -> Result<Option<EvaluationRecord>>;
+    /// Every evaluation, as staff see them.
+    async fn evaluations(&self) -> Result<Vec<Evaluation>>;
+    /// The evaluations a student is eligible for, as they see them, with their participations.
+    async fn student_views(&self, student: &User) -> Result<Vec<StudentView>>;
+    /// A student's participation (eligible or not); `None` when the evaluation does not exist.
+    async fn participation(
+        &self,
+        evaluation_id: &str,
+        student: &User,
+    ) -> Result<Option<Participation>>;
+    /// Moves the phase; `invalid_transition` when the contract forbids it.
+    async fn set_phase(&self, evaluation_id: &str, to: Phase, actor: &User) -> Result<Evaluation>;
+    /// Sets or clears the end.
+    async fn set_ends_at(
+        &self,
+        evaluation_id: &str,
+        ends_at: Option<Timestamp>,
+        actor: &User,
+    ) -> Result<Evaluation>;
+    /// Replaces the access list with these students.
+    async fn set_access_list(
+        &self,
+        evaluation_id: &str,
+        students: &[User],
+        actor: &User,
+    ) -> Result<Vec<String>>;
+    /// The usernames on the access list, sorted.
+    async fn access_list(&self, evaluation_id: &str) -> Result<Vec<String>>;
+    /// A student joins.
+    async fn join(&self, evaluation_id: &str, student: &User) -> Result<Participation>;
+    /// A student hands in.
+    async fn submit(&self, evaluation_id: &str, student: &User) -> Result<Participation>;
+    /// Unblocks a student, with a note for the audit log.
+    async fn unblock(
+        &self,
+        evaluation_id: &str,
+        username: &str,
+        note: Option<String>,
+        actor: &User,
+    ) -> Result<Participation>;
+    /// The participants' rows (presence is the hub's to add).
+    async fn participants(&self, evaluation_id: &str) -> Result<Vec<ParticipantRow>>;
+    /// The boards a staff member's socket starts with: the evaluations a professor owns, or for an
+    /// admin those in progress.
+    async fn boards(&self, staff: &User) -> Result<Vec<Board>>;
+    /// The audit log, oldest first.
+    async fn audit(&self, evaluation_id: &str) -> Result<Vec<AuditEntry>>;
+
+    // Answers.
+    /// Stores a save durably, or refuses it with the contract's code.
+    async fn save_answer(&self, student: &User, answer: NewAnswer) -> Result<SaveAck>;
+    /// A student's stored answers in an evaluation.
+    async fn answers(&self, evaluation_id: &str, student_id: &str) -> Result<Vec<Answer>>;
+
+    /// Finishes every write already asked for, then refuses new ones. Called at shutdown.
+    async fn close(&self);
+}
+
+/// Opens the store a URL names, migrating it to the current schema.
+pub async fn open(url: &DatabaseUrl, bus: Bus) -> anyhow::Result<Arc<dyn Store>> {
+    match url {
+        DatabaseUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path, bus).await?)),
+        DatabaseUrl::Postgres(_) => anyhow::bail!(
+            "PostgreSQL storage is not available in this build yet; use sqlite://PATH"
+        ),
+    }
+}

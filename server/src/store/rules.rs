@@ -1,0 +1,324 @@
+//! The contract's decisions, as pure functions every storage engine calls inside its transaction.
+
+use crate::error::Error;
+use invigil_protocol::{
+    Access, ErrorCode, Evaluation, Participation, ParticipationStatus, Phase, RejectCode, Timestamp,
+};
+
+/// The answer stored now, as far as the rules need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// Its revision.
+    pub revision: u64,
+    /// Whether it is late.
+    pub late: bool,
+}
+
+/// What happens to the kept on-time revision when a save is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnTimeAction {
+    /// Nothing is kept: the new revision is on time, or no on-time revision ever existed.
+    Clear,
+    /// The stored (on-time) revision becomes the kept one.
+    KeepStored,
+    /// The kept revision stays as it is (the stored one is late too).
+    Unchanged,
+}
+
+/// What to do with a save.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveDecision {
+    /// Not newer than what is stored: change nothing, acknowledge the stored revision.
+    Keep {
+        /// The stored revision.
+        revision: u64,
+        /// Whether it is late.
+        late: bool,
+    },
+    /// Store it.
+    Write {
+        /// Whether it is late.
+        late: bool,
+        /// What becomes of the kept on-time revision.
+        on_time: OnTimeAction,
+    },
+}
+
+/// Whether a save at `now` is late: after the end, or outside the running phase.
+pub fn is_late(phase: Phase, ends_at: Option<Timestamp>, now: Timestamp) -> bool {
+    phase != Phase::InProgress || ends_at.is_some_and(|end| now > end)
+}
+
+/// Idempotency and the late rule: a save not newer than the stored one changes nothing; a late
+/// save never replaces the last on-time one, which is kept beside it.
+pub fn decide_save(stored: Option<Stored>, revision: u64, late: bool) -> SaveDecision {
+    match stored {
+        Some(s) if revision <= s.revision => SaveDecision::Keep {
+            revision: s.revision,
+            late: s.late,
+        },
+        _ if !late => SaveDecision::Write {
+            late: false,
+            on_time: OnTimeAction::Clear,
+        },
+        None => SaveDecision::Write {
+            late: true,
+            on_time: OnTimeAction::Clear,
+        },
+        Some(s) if s.late => SaveDecision::Write {
+            late: true,
+            on_time: OnTimeAction::Unchanged,
+        },
+        Some(_) => SaveDecision::Write {
+            late: true,
+            on_time: OnTimeAction::KeepStored,
+        },
+    }
+}
+
+/// Who may save: an eligible student whose participation is in progress, on a known question.
+/// The order of the checks follows the contract: eligibility, question, participation.
+pub fn check_save(
+    eligible: bool,
+    question_exists: bool,
+    status: ParticipationStatus,
+) -> Result<(), RejectCode> {
+    if !eligible {
+        return Err(RejectCode::NotOnAccessList);
+    }
+    if !question_exists {
+        return Err(RejectCode::NotFound);
+    }
+    match status {
+        ParticipationStatus::InProgress => Ok(()),
+        ParticipationStatus::Blocked => Err(RejectCode::Blocked),
+        ParticipationStatus::NotStarted | ParticipationStatus::Submitted => {
+            Err(RejectCode::NotParticipating)
+        }
+    }
+}
+
+/// The API error of a refused save.
+pub fn reject_error(code: RejectCode) -> Error {
+    match code {
+        RejectCode::Blocked => Error::api(
+            ErrorCode::Blocked,
+            "You are blocked in this evaluation; ask your professor to unblock you.",
+        ),
+        RejectCode::NotParticipating => Error::api(
+            ErrorCode::NotParticipating,
+            "You have not joined this evaluation, or you have already submitted it.",
+        ),
+        RejectCode::NotOnAccessList => Error::api(
+            ErrorCode::NotOnAccessList,
+            "You are not on the access list of this evaluation.",
+        ),
+        RejectCode::NotFound => Error::not_found("There is no such question in this evaluation."),
+        RejectCode::BadRequest => Error::bad_request("The save is malformed."),
+    }
+}
+
+/// The contract's refusal code of an API error met while saving, if it has one.
+pub fn reject_code(error: &Error) -> Option<RejectCode> {
+    Some(match error.code() {
+        ErrorCode::Blocked => RejectCode::Blocked,
+        ErrorCode::NotParticipating => RejectCode::NotParticipating,
+        ErrorCode::NotOnAccessList => RejectCode::NotOnAccessList,
+        ErrorCode::NotFound => RejectCode::NotFound,
+        ErrorCode::BadRequest | ErrorCode::PayloadTooLarge => RejectCode::BadRequest,
+        _ => return None,
+    })
+}
+
+/// What joining does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Join {
+    /// Create the participation, in progress.
+    Start,
+    /// Already in progress: nothing changes.
+    Already,
+}
+
+/// The join rules.
+pub fn decide_join(
+    eligible: bool,
+    phase: Phase,
+    status: ParticipationStatus,
+) -> Result<Join, Error> {
+    if !eligible {
+        return Err(Error::api(
+            ErrorCode::NotOnAccessList,
+            "You are not on the access list of this evaluation.",
+        ));
+    }
+    match status {
+        ParticipationStatus::Blocked => Err(Error::api(
+            ErrorCode::Blocked,
+            "You are blocked in this evaluation; ask your professor to unblock you.",
+        )),
+        ParticipationStatus::Submitted => Err(Error::conflict(
+            "You have already submitted this evaluation.",
+        )),
+        _ if phase != Phase::InProgress => Err(Error::api(
+            ErrorCode::NotOpen,
+            format!("This evaluation is not open: its phase is {phase}."),
+        )),
+        ParticipationStatus::InProgress => Ok(Join::Already),
+        ParticipationStatus::NotStarted => Ok(Join::Start),
+    }
+}
+
+/// The submit rules: `true` when the status changes.
+pub fn decide_submit(status: ParticipationStatus) -> Result<bool, Error> {
+    match status {
+        ParticipationStatus::InProgress => Ok(true),
+        ParticipationStatus::Submitted => Ok(false),
+        ParticipationStatus::Blocked => Err(Error::api(
+            ErrorCode::Blocked,
+            "You are blocked in this evaluation; ask your professor to unblock you.",
+        )),
+        ParticipationStatus::NotStarted => Err(Error::api(
+            ErrorCode::NotParticipating,
+            "You have not joined this evaluation.",
+        )),
+    }
+}
+
+/// A sign-in blocks a student who is sitting a running evaluation.
+pub fn sign_in_blocks(phase: Phase, status: ParticipationStatus) -> bool {
+    phase == Phase::InProgress && status == ParticipationStatus::InProgress
+}
+
+/// Whether a student is eligible: the evaluation is open, or they are on its list.
+pub fn eligible(access: Access, on_list: bool) -> bool {
+    access == Access::Open || on_list
+}
+
+/// The evaluation as a student sees it: no questions while in draft.
+pub fn student_view(mut evaluation: Evaluation) -> Evaluation {
+    if evaluation.phase == Phase::Draft {
+        evaluation.questions.clear();
+    }
+    evaluation
+}
+
+/// A participation with nothing stored yet.
+pub fn not_started(evaluation_id: &str, username: &str, access: bool) -> Participation {
+    Participation {
+        evaluation_id: evaluation_id.to_owned(),
+        username: username.to_owned(),
+        status: ParticipationStatus::NotStarted,
+        blocked_reason: None,
+        access,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(revision: u64, late: bool) -> Option<Stored> {
+        Some(Stored { revision, late })
+    }
+
+    #[test]
+    fn a_save_not_newer_than_the_stored_one_is_kept_as_is() {
+        let keep = SaveDecision::Keep {
+            revision: 5,
+            late: false,
+        };
+        assert_eq!(decide_save(stored(5, false), 5, false), keep);
+        assert_eq!(decide_save(stored(5, false), 3, true), keep);
+    }
+
+    #[test]
+    fn a_late_save_keeps_the_last_on_time_revision_beside_it() {
+        assert_eq!(
+            decide_save(stored(5, false), 6, true),
+            SaveDecision::Write {
+                late: true,
+                on_time: OnTimeAction::KeepStored
+            }
+        );
+    }
+
+    #[test]
+    fn a_second_late_save_keeps_the_same_on_time_revision() {
+        assert_eq!(
+            decide_save(stored(6, true), 7, true),
+            SaveDecision::Write {
+                late: true,
+                on_time: OnTimeAction::Unchanged
+            }
+        );
+    }
+
+    #[test]
+    fn an_on_time_save_clears_the_kept_revision_and_a_first_late_save_has_none() {
+        let clear = |late| SaveDecision::Write {
+            late,
+            on_time: OnTimeAction::Clear,
+        };
+        assert_eq!(decide_save(None, 1, true), clear(true));
+        assert_eq!(decide_save(stored(6, true), 7, false), clear(false));
+    }
+
+    #[test]
+    fn lateness_follows_the_phase_and_the_end() {
+        let t = |ms| Timestamp::from_unix_ms(ms).unwrap();
+        assert!(!is_late(Phase::InProgress, None, t(10)));
+        assert!(!is_late(Phase::InProgress, Some(t(10)), t(10)));
+        assert!(is_late(Phase::InProgress, Some(t(10)), t(11)));
+        assert!(is_late(Phase::Grading, None, t(0)));
+    }
+
+    #[test]
+    fn save_checks_come_in_the_contract_order() {
+        use ParticipationStatus::*;
+        assert_eq!(
+            check_save(false, false, Blocked),
+            Err(RejectCode::NotOnAccessList)
+        );
+        assert_eq!(check_save(true, false, Blocked), Err(RejectCode::NotFound));
+        assert_eq!(check_save(true, true, Blocked), Err(RejectCode::Blocked));
+        assert_eq!(
+            check_save(true, true, Submitted),
+            Err(RejectCode::NotParticipating)
+        );
+        assert_eq!(
+            check_save(true, true, NotStarted),
+            Err(RejectCode::NotParticipating)
+        );
+        assert_eq!(check_save(true, true, InProgress), Ok(()));
+    }
+
+    #[test]
+    fn join_rules_follow_the_contract() {
+        use ParticipationStatus::*;
+        let code = |r: Result<Join, Error>| r.map_err(|e| e.code());
+        assert_eq!(
+            code(decide_join(false, Phase::InProgress, NotStarted)),
+            Err(ErrorCode::NotOnAccessList)
+        );
+        assert_eq!(
+            code(decide_join(true, Phase::Draft, NotStarted)),
+            Err(ErrorCode::NotOpen)
+        );
+        assert_eq!(
+            code(decide_join(true, Phase::InProgress, Blocked)),
+            Err(ErrorCode::Blocked)
+        );
+        assert_eq!(
+            code(decide_join(true, Phase::InProgress, Submitted)),
+            Err(ErrorCode::Conflict)
+        );
+        assert_eq!(
+            code(decide_join(true, Phase::InProgress, InProgress)),
+            Ok(Join::Already)
+        );
+        assert_eq!(
+            code(decide_join(true, Phase::InProgress, NotStarted)),
+            Ok(Join::Start)
+        );
+    }
+}
