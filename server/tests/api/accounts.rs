@@ -1,0 +1,2 @@
+//! Tests: accounts.
+use crate::helpers::*;

@@ -1,0 +1,2 @@
+//! Tests: answers.
+use crate::helpers::*;

@@ -1,0 +1,2 @@
+//! Tests: durability.
+use crate::helpers::*;

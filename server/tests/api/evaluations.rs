@@ -1,0 +1,2 @@
+//! Tests: evaluations.
+use crate::helpers::*;

@@ -1,0 +1,560 @@
+//! `TestApp`: the real `invigil-server` binary on port 0 with a fresh database, and typed helpers
+//! to drive it over HTTP and the live socket.
+//!
+//! Waiting is always for an event (a line on stdout, a frame, a close), bounded by [`WAIT`] so that
+//! a broken server fails the test instead of hanging it; nothing sleeps to synchronise.
+
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use invigil_protocol::{ClientMessage, Evaluation, LoginResponse, Role, ServerMessage, User};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The longest any single wait may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(15);
+/// The bootstrap admin every test server has.
+pub const ADMIN: (&str, &str) = ("admin", "admin-password");
+/// The password of every user made by [`TestApp::user`].
+pub const PASSWORD: &str = "correct horse battery";
+
+/// How to start a test server.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--heartbeat-ms`.
+    pub heartbeat_ms: u64,
+    /// Extra flags.
+    pub args: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 5000,
+            args: Vec::new(),
+        }
+    }
+}
+
+/// A signed-in user.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// The bearer token.
+    pub token: String,
+    /// The session id.
+    pub session_id: String,
+    /// The user.
+    pub user: User,
+}
+
+impl Actor {
+    /// The username.
+    pub fn name(&self) -> &str {
+        &self.user.username
+    }
+}
+
+/// A running server process with its own database.
+pub struct TestApp {
+    /// The base URL, `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The HTTP client.
+    pub http: reqwest::Client,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    options: Options,
+    admin: Option<Actor>,
+}
+
+impl TestApp {
+    /// A server with default options.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    /// A server with these options.
+    pub async fn spawn_with(options: Options) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (child, addr) = start(&dir.path().join("invigil.db"), &options, dir.path()).await;
+        Self {
+            base: format!("http://{addr}"),
+            addr,
+            http: reqwest::Client::builder().build().unwrap(),
+            child: Some(child),
+            dir,
+            options,
+            admin: None,
+        }
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("invigil.db")
+    }
+
+    /// The server's log so far (stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Kills the server with SIGKILL: no chance to flush anything.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().expect("SIGKILL");
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit; returns whether it exited cleanly.
+    pub async fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id().expect("a running child") as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let status = tokio::time::timeout(WAIT, child.wait())
+            .await
+            .expect("the server exits after SIGTERM")
+            .expect("wait");
+        status.success()
+    }
+
+    /// Starts the server again on the same database (after [`kill`](Self::kill) or
+    /// [`terminate`](Self::terminate)); the port may change.
+    pub async fn restart(&mut self) {
+        if self.child.is_some() {
+            self.kill().await;
+        }
+        let (child, addr) = start(&self.db_path(), &self.options, self.dir.path()).await;
+        self.child = Some(child);
+        self.addr = addr;
+        self.base = format!("http://{addr}");
+    }
+
+    /// A URL on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request and returns the status and JSON body (`Value::Null` when empty).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status();
+        let text = response.text().await.expect("a body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("a JSON body, got {text:?}"))
+        };
+        (status, value)
+    }
+
+    /// `GET` as `actor`.
+    pub async fn get(&self, actor: &Actor, path: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, Some(&actor.token), None)
+            .await
+    }
+
+    /// `POST` as `actor`.
+    pub async fn post(&self, actor: &Actor, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(&actor.token), Some(body))
+            .await
+    }
+
+    /// `PUT` as `actor`.
+    pub async fn put(&self, actor: &Actor, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::PUT, path, Some(&actor.token), Some(body))
+            .await
+    }
+
+    /// `POST /api/login`; panics unless it succeeds.
+    pub async fn login(&self, username: &str, password: &str) -> Actor {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/login",
+                None,
+                Some(json!({"username": username, "password": password})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login of {username}: {body}");
+        let login: LoginResponse = serde_json::from_value(body).expect("a login response");
+        Actor {
+            token: login.token,
+            session_id: login.session_id,
+            user: login.user,
+        }
+    }
+
+    /// The bootstrap admin, signed in once.
+    pub async fn admin(&mut self) -> Actor {
+        if self.admin.is_none() {
+            self.admin = Some(self.login(ADMIN.0, ADMIN.1).await);
+        }
+        self.admin.clone().unwrap()
+    }
+
+    /// Creates a user (password [`PASSWORD`]) without signing in.
+    pub async fn create_user(&mut self, username: &str, role: Role) -> User {
+        let admin = self.admin().await;
+        let (status, body) = self
+            .post(
+                &admin,
+                "/api/users",
+                json!({"username": username, "password": PASSWORD, "role": role}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "creating {username}: {body}");
+        serde_json::from_value(body).unwrap()
+    }
+
+    /// Creates a user and signs them in.
+    pub async fn user(&mut self, username: &str, role: Role) -> Actor {
+        self.create_user(username, role).await;
+        self.login(username, PASSWORD).await
+    }
+
+    /// A signed-in student.
+    pub async fn student(&mut self, username: &str) -> Actor {
+        self.user(username, Role::Student).await
+    }
+
+    /// A signed-in professor.
+    pub async fn professor(&mut self, username: &str) -> Actor {
+        self.user(username, Role::Professor).await
+    }
+
+    /// Creates a draft evaluation with a text, a code and a choice question (`q1`, `q2`, `q3`).
+    pub async fn evaluation(&self, owner: &Actor, extra: Value) -> Evaluation {
+        let mut body = json!({
+            "title": "Algorithms midterm",
+            "questions": [
+                {"id": "q1", "prompt": "Explain quicksort", "kind": "text"},
+                {"id": "q2", "prompt": "Write binary search", "kind": "code"},
+                {"id": "q3", "prompt": "Mergesort worst case?", "kind": "choice",
+                 "choices": [{"id": "a", "label": "O(n)"}, {"id": "b", "label": "O(n log n)"}]}
+            ]
+        });
+        if let (Value::Object(body), Value::Object(extra)) = (&mut body, extra) {
+            body.extend(extra);
+        }
+        let (status, body) = self.post(owner, "/api/evaluations", body).await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "creating an evaluation: {body}"
+        );
+        serde_json::from_value(body).unwrap()
+    }
+
+    /// Replaces an evaluation's access list.
+    pub async fn set_access(&self, owner: &Actor, evaluation: &str, students: &[&Actor]) {
+        let names: Vec<&str> = students.iter().map(|s| s.name()).collect();
+        let (status, body) = self
+            .put(
+                owner,
+                &format!("/api/evaluations/{evaluation}/access"),
+                json!({"students": names}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "setting the access list: {body}");
+    }
+
+    /// Moves an evaluation's phase; panics unless it succeeds.
+    pub async fn set_phase(&self, owner: &Actor, evaluation: &str, phase: &str) -> Evaluation {
+        let (status, body) = self
+            .post(
+                owner,
+                &format!("/api/evaluations/{evaluation}/phase"),
+                json!({"phase": phase}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "moving to {phase}: {body}");
+        serde_json::from_value(body).unwrap()
+    }
+
+    /// A list evaluation with these students on it, in progress.
+    pub async fn running(&self, owner: &Actor, students: &[&Actor]) -> Evaluation {
+        let evaluation = self.evaluation(owner, json!({})).await;
+        self.set_access(owner, &evaluation.id, students).await;
+        self.set_phase(owner, &evaluation.id, "in_progress").await
+    }
+
+    /// A student joins; panics unless it succeeds.
+    pub async fn join(&self, student: &Actor, evaluation: &str) {
+        let (status, body) = self
+            .post(
+                student,
+                &format!("/api/evaluations/{evaluation}/join"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "joining: {body}");
+    }
+
+    /// Opens the live socket with a bearer token.
+    pub async fn socket(&self, actor: &Actor) -> Socket {
+        let mut request = format!("ws://{}/api/ws", self.addr)
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", actor.token).parse().unwrap(),
+        );
+        Socket::connect(request).await.expect("the socket opens")
+    }
+
+    /// Opens the live socket and reads `WELCOME` and the snapshot up to `SNAPSHOT_END`.
+    pub async fn socket_ready(&self, actor: &Actor) -> (Socket, Vec<ServerMessage>) {
+        let mut socket = self.socket(actor).await;
+        let snapshot = socket.snapshot().await;
+        (socket, snapshot)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+async fn start(
+    db: &std::path::Path,
+    options: &Options,
+    dir: &std::path::Path,
+) -> (Child, SocketAddr) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .expect("a log file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_invigil-server"))
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--database")
+        .arg(format!("sqlite://{}", db.display()))
+        .arg("--heartbeat-ms")
+        .arg(options.heartbeat_ms.to_string())
+        .args(&options.args)
+        .env(
+            "INVIGIL_BOOTSTRAP_ADMIN",
+            format!("{}:{}", ADMIN.0, ADMIN.1),
+        )
+        .env("INVIGIL_LOG", "info,sqlx=warn")
+        .env_remove("INVIGIL_LISTEN")
+        .env_remove("INVIGIL_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the server starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.expect("stdout") {
+            if let Some(url) = line.strip_prefix("invigil-server listening on http://") {
+                return url.parse::<SocketAddr>().expect("an address");
+            }
+        }
+        panic!("the server exited before listening; see its log");
+    })
+    .await
+    .expect("the server prints its address");
+    // Keep reading stdout so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // The port is printed before the database is open; wait until requests are served.
+    let client = reqwest::Client::new();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(r) = client.get(format!("http://{addr}/healthz")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the server becomes healthy");
+    (child, addr)
+}
+
+/// What came out of a socket.
+#[derive(Debug)]
+pub enum Received {
+    /// A server message.
+    Message(ServerMessage),
+    /// The close, with its code.
+    Closed(Option<u16>),
+}
+
+/// A client end of the live socket.
+pub struct Socket {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Whether `HEARTBEAT` frames are passed to the test (they are skipped by default).
+    pub keep_heartbeats: bool,
+}
+
+impl Socket {
+    /// Connects with a prepared request (headers already set).
+    pub async fn connect(
+        request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Self {
+            ws,
+            keep_heartbeats: false,
+        })
+    }
+
+    /// The next message or the close (heartbeats skipped unless kept).
+    pub async fn receive(&mut self) -> Received {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match self.ws.next().await {
+                    None => return Received::Closed(None),
+                    Some(Err(_)) => return Received::Closed(None),
+                    Some(Ok(Message::Text(text))) => {
+                        let message: ServerMessage = serde_json::from_str(text.as_str())
+                            .unwrap_or_else(|e| panic!("a contract message, got {text} ({e})"));
+                        if matches!(message, ServerMessage::Heartbeat { .. })
+                            && !self.keep_heartbeats
+                        {
+                            continue;
+                        }
+                        return Received::Message(message);
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        return Received::Closed(frame.map(|f: CloseFrame| u16::from(f.code)));
+                    }
+                    Some(Ok(_)) => continue,
+                }
+            }
+        })
+        .await
+        .expect("the server sends something in time")
+    }
+
+    /// The next message; panics on a close.
+    pub async fn next(&mut self) -> ServerMessage {
+        match self.receive().await {
+            Received::Message(m) => m,
+            Received::Closed(code) => {
+                panic!("the socket closed ({code:?}) while a message was expected")
+            }
+        }
+    }
+
+    /// Skips messages until one matches; panics on a close.
+    pub async fn until(&mut self, mut pred: impl FnMut(&ServerMessage) -> bool) -> ServerMessage {
+        loop {
+            let m = self.next().await;
+            if pred(&m) {
+                return m;
+            }
+        }
+    }
+
+    /// Reads until the socket closes, returning the close code; panics if it stays open.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            if let Received::Closed(code) = self.receive().await {
+                return code;
+            }
+        }
+    }
+
+    /// Reads `WELCOME` and everything up to `SNAPSHOT_END`; returns them all (`WELCOME` first).
+    pub async fn snapshot(&mut self) -> Vec<ServerMessage> {
+        let mut out = vec![self.next().await];
+        assert!(
+            matches!(out[0], ServerMessage::Welcome { .. }),
+            "WELCOME comes first, got {:?}",
+            out[0]
+        );
+        loop {
+            let m = self.next().await;
+            let end = m == ServerMessage::SnapshotEnd;
+            out.push(m);
+            if end {
+                return out;
+            }
+        }
+    }
+
+    /// Sends a client message.
+    pub async fn send(&mut self, message: &ClientMessage) {
+        self.send_text(&serde_json::to_string(message).unwrap())
+            .await;
+    }
+
+    /// Sends raw text.
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::text(text))
+            .await
+            .expect("the socket accepts a frame");
+    }
+
+    /// Sends a raw frame.
+    pub async fn send_raw(
+        &mut self,
+        message: Message,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.ws.send(message).await
+    }
+
+    /// Saves an answer over the socket.
+    pub async fn save(&mut self, evaluation: &str, question: &str, revision: u64, content: &str) {
+        self.send(&ClientMessage::AnswerSave {
+            evaluation_id: evaluation.into(),
+            question_id: question.into(),
+            revision,
+            content: content.into(),
+        })
+        .await;
+    }
+
+    /// Waits for the acknowledgement of (question, revision) and returns it (skipping other messages).
+    pub async fn ack(&mut self, question: &str) -> ServerMessage {
+        self.until(|m| match m {
+            ServerMessage::AnswerAck { question_id, .. }
+            | ServerMessage::AnswerRejected { question_id, .. } => question_id == question,
+            _ => false,
+        })
+        .await
+    }
+}
+
+/// Shortens `Role::Student` in tests.
+pub const STUDENT: Role = Role::Student;
+/// Shortens `Role::Professor` in tests.
+pub const PROFESSOR: Role = Role::Professor;

@@ -1,0 +1,13 @@
+//! Integration tests: the real server binary on port 0 with a fresh database, driven over HTTP and
+//! the live socket. One binary, one module per area of the contract.
+
+#![allow(unreachable_pub, missing_docs)]
+
+mod helpers;
+
+mod accounts;
+mod answers;
+mod durability;
+mod evaluations;
+mod live;
+mod single_session;

@@ -1,0 +1,2 @@
+//! Tests: single_session.
+use crate::helpers::*;
