@@ -31,7 +31,7 @@ pub async fn hash_password(password: String) -> Result<String> {
             .map_err(|e| Error::internal(format!("hashing a password failed: {e}")))
     })
     .await
-    .map_err(|e| Error::internal(e))?
+    .map_err(Error::internal)?
 }
 
 /// Checks a password against a stored hash; with no account, still spends the same time so that
@@ -47,7 +47,7 @@ pub async fn verify_password(hash: Option<String>, password: String) -> Result<b
             && hash != DUMMY_HASH)
     })
     .await
-    .map_err(|e| Error::internal(e))?
+    .map_err(Error::internal)?
 }
 
 /// The hash of a random password nobody knows, for [`verify_password`] without an account.
@@ -166,6 +166,9 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// A throttled key: an address, with a username or for every username.
+type ThrottleKey = (IpAddr, Option<String>);
+
 /// Counts failed sign-ins per (address, username) and per address in a sliding window, as the
 /// contract words it: a key with `limit` failures inside the window is refused until the oldest
 /// of them leaves it. A success clears nothing.
@@ -176,7 +179,7 @@ pub struct Throttle {
     window: Duration,
     per_user: usize,
     per_address: usize,
-    failures: Mutex<HashMap<(IpAddr, Option<String>), VecDeque<Instant>>>,
+    failures: Mutex<HashMap<ThrottleKey, VecDeque<Instant>>>,
 }
 
 impl Throttle {
@@ -195,7 +198,7 @@ impl Throttle {
         }
     }
 
-    fn keys(ip: IpAddr, username: &str) -> [((IpAddr, Option<String>), bool); 2] {
+    fn keys(ip: IpAddr, username: &str) -> [(ThrottleKey, bool); 2] {
         [((ip, Some(username.to_owned())), true), ((ip, None), false)]
     }
 

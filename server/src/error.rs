@@ -69,6 +69,14 @@ impl Error {
         Error::Internal(anyhow::anyhow!("{message}"))
     }
 
+    /// The sentence shown to the caller (never an internal detail).
+    pub fn message(&self) -> String {
+        match self {
+            Error::Api { message, .. } => message.clone(),
+            Error::Internal(_) => "The server failed to handle this request; it has been logged.".into(),
+        }
+    }
+
     /// The contract code of this error (`internal` for failures of the server).
     pub fn code(&self) -> ErrorCode {
         match self {

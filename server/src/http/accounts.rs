@@ -153,7 +153,7 @@ async fn login(
     .into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(|e| Error::internal(e))?,
+        HeaderValue::from_str(&cookie).map_err(Error::internal)?,
     );
     Ok(response)
 }

@@ -184,21 +184,21 @@ fn save(
     question_id: String,
     revision: u64,
     content: String,
-) -> Result<Save, ServerMessage> {
+) -> Result<Save, Box<ServerMessage>> {
     if session.user.role != Role::Student {
-        return Err(ServerMessage::Error {
+        return Err(Box::new(ServerMessage::Error {
             code: ErrorCode::Forbidden,
             message: "Only students save answers.".into(),
-        });
+        }));
     }
     let checked = Revision::new(revision).and_then(|r| check_content(&content).map(|()| r));
     let revision = match checked {
         Ok(r) => r,
         Err(e) => {
-            return Err(ServerMessage::Error {
+            return Err(Box::new(ServerMessage::Error {
                 code: e.code(),
-                message: e.to_string(),
-            });
+                message: e.message(),
+            }));
         }
     };
     let (store, metrics, user) = (

@@ -15,7 +15,9 @@ use crate::error::{Error, Result};
 use crate::live::event::{Audience, Bus, EvaluationEvent, Event, ParticipantEvent, ParticipantRow};
 use anyhow::Context as _;
 use async_trait::async_trait;
+use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
+use std::panic::AssertUnwindSafe;
 use invigil_protocol::{
     Access, Answer, AuditEntry, AuditKind, BlockedReason, Evaluation, InvalidationReason, OnTime,
     Participation, ParticipationStatus, Phase, Question, Role, SaveAck, Timestamp, UpdateReason,
@@ -184,7 +186,16 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>, bus: &Bus)
     }
     let mut completions = Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
-        completions.push(job(conn).await);
+        match AssertUnwindSafe(job(conn)).catch_unwind().await {
+            Ok(completion) => completions.push(completion),
+            Err(_) => {
+                // A bug in one operation must not stop every later write: undo what it did (its
+                // caller sees its answer channel dropped, an error) and go on with the batch.
+                tracing::error!("a write operation panicked; it was rolled back");
+                let _ = sqlx::query("ROLLBACK TO op").execute(&mut *conn).await;
+                let _ = sqlx::query("RELEASE op").execute(&mut *conn).await;
+            }
+        }
     }
     match sqlx::query("COMMIT").execute(&mut *conn).await {
         Ok(_) => {
@@ -526,6 +537,10 @@ async fn revoke(
         session_ids: ids.clone(),
         reason,
     });
+    if user.role == Role::Student {
+        // The boards must show that the revoked session's connections no longer count.
+        board_events(conn, &user.id, events).await?;
+    }
     Ok(ids)
 }
 
@@ -598,7 +613,7 @@ impl Store for SqliteStore {
 
     async fn users_named(&self, usernames: &[String]) -> Result<Vec<User>> {
         let mut conn = self.reader().await?;
-        let names = serde_json::to_string(usernames).map_err(|e| Error::internal(e))?;
+        let names = serde_json::to_string(usernames).map_err(Error::internal)?;
         let rows = sqlx::query(&format!(
             "SELECT {USER_COLS} FROM users u WHERE u.username IN (SELECT value FROM json_each(?1))"
         ))
@@ -749,14 +764,16 @@ impl Store for SqliteStore {
                 let now = Timestamp::now().unix_ms();
                 let (kind, detail) = match presence {
                     Presence::Connected => {
-                        let before: Option<i64> = sqlx::query_scalar(
-                            "UPDATE sessions SET connected_before = 1 WHERE id = ?1 RETURNING
-                             (SELECT connected_before FROM sessions WHERE id = ?1)",
-                        )
-                        .bind(&session.id)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                        let reconnect = before == Some(1);
+                        let before: Option<bool> =
+                            sqlx::query_scalar("SELECT connected_before FROM sessions WHERE id = ?1")
+                                .bind(&session.id)
+                                .fetch_optional(&mut *conn)
+                                .await?;
+                        sqlx::query("UPDATE sessions SET connected_before = 1 WHERE id = ?1")
+                            .bind(&session.id)
+                            .execute(&mut *conn)
+                            .await?;
+                        let reconnect = before == Some(true);
                         (
                             reconnect.then_some(AuditKind::Reconnected),
                             "The connection came back.",
@@ -794,7 +811,7 @@ impl Store for SqliteStore {
         let owner = owner.clone();
         self.write(move |conn, events| {
             Box::pin(async move {
-                let questions = serde_json::to_string(&new.questions).map_err(|e| Error::internal(e))?;
+                let questions = serde_json::to_string(&new.questions).map_err(Error::internal)?;
                 sqlx::query(
                     "INSERT INTO evaluations (id, title, phase, ends_at, access, owner_id, questions, created_at)
                      VALUES (?1, ?2, 'draft', ?3, ?4, ?5, ?6, ?7)",
