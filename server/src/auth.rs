@@ -75,6 +75,8 @@ pub fn token_hash(token: &str) -> String {
 pub struct Caller {
     /// Their session.
     pub session: Session,
+    /// The stored form of their token, to check the session again later (live connections).
+    pub token_hash: String,
 }
 
 impl Caller {
@@ -149,8 +151,11 @@ impl FromRequestParts<AppState> for Caller {
             ));
         }
         match state.store.session(&token_hash(token)).await? {
-            SessionLookup::Active(session) => Ok(Caller { session }),
-            SessionLookup::Invalidated => Err(Error::api(
+            SessionLookup::Active(session) => Ok(Caller {
+                session,
+                token_hash: token_hash(token),
+            }),
+            SessionLookup::Invalidated(_) => Err(Error::api(
                 ErrorCode::SessionInvalidated,
                 "This session has ended (signed out, signed in elsewhere, or revoked); sign in again.",
             )),

@@ -73,7 +73,9 @@ impl Error {
     pub fn message(&self) -> String {
         match self {
             Error::Api { message, .. } => message.clone(),
-            Error::Internal(_) => "The server failed to handle this request; it has been logged.".into(),
+            Error::Internal(_) => {
+                "The server failed to handle this request; it has been logged.".into()
+            }
         }
     }
 

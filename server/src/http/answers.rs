@@ -65,6 +65,17 @@ async fn list(
     Query(whose): Query<Whose>,
 ) -> Result<Json<Vec<Answer>>> {
     if caller.user().role == Role::Student {
+        // A student reads only their own answers; naming someone else must not quietly answer
+        // with the caller's own list as if it were theirs.
+        if whose
+            .username
+            .as_deref()
+            .is_some_and(|name| name != caller.user().username)
+        {
+            return Err(Error::forbidden(
+                "A student may read only their own answers.",
+            ));
+        }
         eligible(&state, &caller, &id).await?;
         return Ok(Json(state.store.answers(&id, &caller.user().id).await?));
     }

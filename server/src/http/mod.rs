@@ -79,10 +79,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 Error::bad_request(format!("The request body could not be read: {e}"))
             }
         })?;
-        let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
+        let body: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => b"{}",
+            Some(b'{') => &bytes,
+            // Every body of the contract is an object; serde would otherwise read a struct from
+            // an array of its fields in order.
+            Some(_) => {
+                return Err(Error::bad_request(
+                    "The request body must be a JSON object.",
+                ));
+            }
         };
         serde_json::from_slice(body)
             .map(ApiJson)

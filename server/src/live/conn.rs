@@ -4,12 +4,15 @@
 use super::event::Event;
 use super::hub::{ConnKind, Frame, Kill, Outgoing};
 use crate::app::AppState;
-use crate::store::{Presence, Session};
+use crate::auth::Caller;
+use crate::store::{Presence, Session, SessionLookup};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::response::sse;
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
-use invigil_protocol::{Participation, Role, ServerMessage, Timestamp, UpdateReason, close};
+use invigil_protocol::{
+    InvalidationReason, Participation, Role, ServerMessage, Timestamp, UpdateReason, close,
+};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -283,15 +286,37 @@ pub fn note_presence(state: &AppState, session: &Session, presence: Presence) {
 
 /// Registers a connection, notes its presence, and on return unregisters it and notes the loss
 /// (unless it was replaced by a newer socket or the server is stopping).
-pub async fn hold<F, Fut>(state: &AppState, session: &Session, kind: ConnKind, body: F)
+pub async fn hold<F, Fut>(state: &AppState, caller: &Caller, kind: ConnKind, body: F)
 where
     F: FnOnce(super::hub::Registration) -> Fut,
     Fut: std::future::Future<Output = Ended>,
 {
+    let session = &caller.session;
     let registration = state
         .hub
         .register(&session.user.id, session.user.role, &session.id, kind);
     let id = registration.id;
+    // The session was checked before the upgrade; a revocation dispatched between that check and
+    // this registration would never reach this connection, so look again now that it is listening.
+    match state.store.session(&caller.token_hash).await {
+        Ok(SessionLookup::Active(_)) => {}
+        Ok(lookup) => {
+            let reason = match lookup {
+                SessionLookup::Invalidated(reason) => reason,
+                _ => InvalidationReason::RevokedByAdmin,
+            };
+            let frame = Frame::new(&ServerMessage::SessionInvalidated { reason });
+            let _ = registration.tx.try_send(Outgoing::Frame(frame));
+            let _ = registration.tx.try_send(Outgoing::Close(
+                close::SESSION_INVALIDATED,
+                "the session was revoked",
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, "could not check a connection's session");
+            registration.kill.kill(1011);
+        }
+    }
     if registration.became_connected {
         note_presence(state, session, Presence::Connected);
     }

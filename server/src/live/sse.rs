@@ -18,11 +18,10 @@ pub async fn events(
     caller: Caller,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let (tx, rx) = mpsc::channel(16);
-    let session = caller.session;
     let tasks = state.tasks.clone();
     tasks.spawn(async move {
-        hold(&state, &session, ConnKind::Stream, |mut reg| {
-            let (state, session) = (&state, &session);
+        hold(&state, &caller, ConnKind::Stream, |mut reg| {
+            let (state, session) = (&state, &caller.session);
             async move {
                 let mut out = Out::Stream(tx);
                 run_writer(state, session, &mut out, &mut reg.rx, &reg.kill, true).await

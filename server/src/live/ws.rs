@@ -3,8 +3,8 @@
 //! The writer ([`super::conn::run_writer`]) and the reader below run side by side on one task,
 //! joined by the connection's bounded queue; when either ends, the other is stopped. The reader
 //! saves answers concurrently (up to [`MAX_SAVES_IN_FLIGHT`]) and acknowledges each once durable,
-//! watches for silence, and on shutdown stops reading, waits for the saves it started, then closes
-//! with 1001.
+//! watches for silence, and on shutdown takes the frames already received, stops reading, waits for
+//! the saves it started, then closes with 1001.
 
 use super::conn::{Out, hold, run_writer};
 use super::hub::{ConnKind, Frame, Kill, Outgoing};
@@ -40,7 +40,6 @@ pub async fn upgrade(
     caller: Caller,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let session = caller.session;
     let tasks = state.tasks.clone();
     ws.read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
@@ -48,12 +47,12 @@ pub async fn upgrade(
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "a socket upgrade failed"))
-        .on_upgrade(move |socket| tasks.track_future(serve(socket, state, session)))
+        .on_upgrade(move |socket| tasks.track_future(serve(socket, state, caller)))
 }
 
-async fn serve(socket: WebSocket, state: AppState, session: Session) {
-    hold(&state, &session, ConnKind::Socket, |mut reg| {
-        let (state, session) = (&state, &session);
+async fn serve(socket: WebSocket, state: AppState, caller: Caller) {
+    hold(&state, &caller, ConnKind::Socket, |mut reg| {
+        let (state, session) = (&state, &caller.session);
         async move {
             let (sink, stream) = socket.split();
             let mut out = Out::Socket(sink);
@@ -100,50 +99,35 @@ async fn read(
             kill.kill(close::TOO_SLOW);
         }
     };
-    let exit: Option<(u16, &'static str)> = loop {
+    let exit: Option<(u16, &'static str)> = 'read: loop {
         tokio::select! {
             biased;
             _ = done.cancelled() => break None,
-            _ = state.shutdown.cancelled() => break Some((close::GOING_AWAY, "the server is restarting")),
+            _ = state.shutdown.cancelled() => {
+                // Frames that have already arrived were sent before the client could know of the
+                // shutdown: take them too, so that every save sent before it is answered before
+                // the close (what is still on the wire is the client's to send again).
+                loop {
+                    if saves.len() >= MAX_SAVES_IN_FLIGHT {
+                        if let Some(ack) = saves.next().await {
+                            queue(&ack);
+                        }
+                        continue;
+                    }
+                    let Some(frame) = stream.next().now_or_never() else {
+                        break 'read Some((close::GOING_AWAY, "the server is restarting"));
+                    };
+                    if let Read::Stop(exit) = take(frame, state, session, &mut saves, &queue, last_seen) {
+                        break 'read exit.or(Some((close::GOING_AWAY, "the server is restarting")));
+                    }
+                }
+            }
             Some(ack) = saves.next(), if !saves.is_empty() => queue(&ack),
             _ = &mut deadline => break Some((close::SILENT, "nothing was heard for three heartbeats")),
             frame = stream.next(), if saves.len() < MAX_SAVES_IN_FLIGHT => {
-                let message = match frame {
-                    None => break None,
-                    Some(Err(e)) => {
-                        if is_too_big(&e) {
-                            break Some((close::MESSAGE_TOO_BIG, "messages may be at most 1 MiB"));
-                        }
-                        tracing::debug!(error = %e, "a socket failed");
-                        break None;
-                    }
-                    Some(Ok(message)) => message,
-                };
-                deadline.as_mut().reset(tokio::time::Instant::now() + silence);
-                last_seen.store(Timestamp::now().unix_ms(), Ordering::Relaxed);
-                state.metrics.frames_in.inc();
-                match message {
-                    Message::Text(text) => {
-                        match serde_json::from_str::<ClientMessage>(text.as_str()) {
-                            Ok(ClientMessage::Heartbeat) => {}
-                            Ok(ClientMessage::AnswerSave { evaluation_id, question_id, revision, content }) => {
-                                match save(state, session, evaluation_id, question_id, revision, content) {
-                                    Ok(future) => saves.push(future),
-                                    Err(refusal) => queue(&refusal),
-                                }
-                            }
-                            Err(e) => queue(&ServerMessage::Error {
-                                code: ErrorCode::BadRequest,
-                                message: format!("That frame is not a client message of the contract: {e}."),
-                            }),
-                        }
-                    }
-                    Message::Binary(_) => queue(&ServerMessage::Error {
-                        code: ErrorCode::BadRequest,
-                        message: "Frames must be JSON text, not binary.".into(),
-                    }),
-                    Message::Close(_) => break None,
-                    Message::Ping(_) | Message::Pong(_) => {}
+                match take(frame, state, session, &mut saves, &queue, last_seen) {
+                    Read::On => deadline.as_mut().reset(tokio::time::Instant::now() + silence),
+                    Read::Stop(exit) => break exit,
                 }
             }
         }
@@ -162,6 +146,73 @@ async fn read(
             let _ = tx.try_send(Outgoing::Close(1000, ""));
         }
     }
+}
+
+/// What the reader does after a frame.
+enum Read {
+    /// Goes on reading.
+    On,
+    /// Stops, closing with this code (`None`: the peer closed or failed).
+    Stop(Option<(u16, &'static str)>),
+}
+
+/// Handles one frame (or the end of the stream): starts a save, or answers at once.
+fn take(
+    frame: Option<Result<Message, axum::Error>>,
+    state: &AppState,
+    session: &Session,
+    saves: &mut FuturesUnordered<Save>,
+    queue: &impl Fn(&ServerMessage),
+    last_seen: &AtomicI64,
+) -> Read {
+    let message = match frame {
+        None => return Read::Stop(None),
+        Some(Err(e)) => {
+            if is_too_big(&e) {
+                return Read::Stop(Some((
+                    close::MESSAGE_TOO_BIG,
+                    "messages may be at most 1 MiB",
+                )));
+            }
+            tracing::debug!(error = %e, "a socket failed");
+            return Read::Stop(None);
+        }
+        Some(Ok(message)) => message,
+    };
+    last_seen.store(Timestamp::now().unix_ms(), Ordering::Relaxed);
+    state.metrics.frames_in.inc();
+    match message {
+        Message::Text(text) => match serde_json::from_str::<ClientMessage>(text.as_str()) {
+            Ok(ClientMessage::Heartbeat) => {}
+            Ok(ClientMessage::AnswerSave {
+                evaluation_id,
+                question_id,
+                revision,
+                content,
+            }) => match save(
+                state,
+                session,
+                evaluation_id,
+                question_id,
+                revision,
+                content,
+            ) {
+                Ok(future) => saves.push(future),
+                Err(refusal) => queue(&refusal),
+            },
+            Err(e) => queue(&ServerMessage::Error {
+                code: ErrorCode::BadRequest,
+                message: format!("That frame is not a client message of the contract: {e}."),
+            }),
+        },
+        Message::Binary(_) => queue(&ServerMessage::Error {
+            code: ErrorCode::BadRequest,
+            message: "Frames must be JSON text, not binary.".into(),
+        }),
+        Message::Close(_) => return Read::Stop(None),
+        Message::Ping(_) | Message::Pong(_) => {}
+    }
+    Read::On
 }
 
 fn is_too_big(error: &axum::Error) -> bool {

@@ -62,8 +62,8 @@ pub struct Session {
 pub enum SessionLookup {
     /// A live session.
     Active(Session),
-    /// Revoked (by a newer sign-in, logout or an admin).
-    Invalidated,
+    /// Revoked (by a newer sign-in, logout or an admin), and why.
+    Invalidated(InvalidationReason),
     /// Unused for longer than [`SESSION_IDLE_LIMIT_MS`].
     Expired,
     /// No such session.

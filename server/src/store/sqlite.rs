@@ -17,7 +17,6 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
-use std::panic::AssertUnwindSafe;
 use invigil_protocol::{
     Access, Answer, AuditEntry, AuditKind, BlockedReason, Evaluation, InvalidationReason, OnTime,
     Participation, ParticipationStatus, Phase, Question, Role, SaveAck, Timestamp, UpdateReason,
@@ -29,6 +28,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Connection, Row, SqlitePool};
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -648,15 +648,17 @@ impl Store for SqliteStore {
                     audit(conn, evaluation_id, AuditKind::SignedIn, Some(&user.username), Some(&user.username),
                         &format!("Signed in on {device}.")).await?;
                 }
+                let mut revocation = Vec::new();
                 let revoked = revoke(
                     conn,
                     user,
                     None,
                     Some(&sign_in.session_id),
                     InvalidationReason::SignedInElsewhere,
-                    events,
+                    &mut revocation,
                 )
                 .await?;
+                let mut blocks = Vec::new();
                 for (evaluation_id, st) in sitting {
                     if st != ParticipationStatus::InProgress {
                         continue;
@@ -674,8 +676,18 @@ impl Store for SqliteStore {
                     audit(conn, &evaluation_id, AuditKind::Blocked, Some(&user.username), None,
                         "Blocked: a second sign-in was detected while the evaluation was running.").await?;
                     let record = must_evaluation(conn, &evaluation_id).await?;
-                    participation_events(conn, &record, user, UpdateReason::Blocked, events).await?;
+                    participation_events(conn, &record, user, UpdateReason::Blocked, &mut blocks).await?;
                 }
+                // The student's own `blocked` updates go first, so that the connections of the
+                // sessions being revoked still hear of the block before SESSION_INVALIDATED closes
+                // them (no other connection of the student can exist yet). The board rows go
+                // after the revocation, so that they show those connections gone.
+                let (own, boards): (Vec<Event>, Vec<Event>) = blocks
+                    .into_iter()
+                    .partition(|e| matches!(e, Event::Evaluation(_)));
+                events.extend(own);
+                events.extend(revocation);
+                events.extend(boards);
                 Ok(revoked)
             })
         })
@@ -686,7 +698,7 @@ impl Store for SqliteStore {
         let row = {
             let mut conn = self.reader().await?;
             sqlx::query(&format!(
-                "SELECT s.id AS session_id, s.last_used_at, s.revoked_at, {USER_COLS}
+                "SELECT s.id AS session_id, s.last_used_at, s.revoked_at, s.revoked_reason, {USER_COLS}
                  FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1"
             ))
             .bind(token_hash)
@@ -697,7 +709,12 @@ impl Store for SqliteStore {
             return Ok(SessionLookup::Unknown);
         };
         if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
-            return Ok(SessionLookup::Invalidated);
+            let reason: Option<String> = row.try_get("revoked_reason")?;
+            let reason = reason
+                .as_deref()
+                .and_then(InvalidationReason::parse)
+                .unwrap_or(InvalidationReason::RevokedByAdmin);
+            return Ok(SessionLookup::Invalidated(reason));
         }
         let now = Timestamp::now().unix_ms();
         let last_used: i64 = row.try_get("last_used_at")?;
@@ -764,11 +781,12 @@ impl Store for SqliteStore {
                 let now = Timestamp::now().unix_ms();
                 let (kind, detail) = match presence {
                     Presence::Connected => {
-                        let before: Option<bool> =
-                            sqlx::query_scalar("SELECT connected_before FROM sessions WHERE id = ?1")
-                                .bind(&session.id)
-                                .fetch_optional(&mut *conn)
-                                .await?;
+                        let before: Option<bool> = sqlx::query_scalar(
+                            "SELECT connected_before FROM sessions WHERE id = ?1",
+                        )
+                        .bind(&session.id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
                         sqlx::query("UPDATE sessions SET connected_before = 1 WHERE id = ?1")
                             .bind(&session.id)
                             .execute(&mut *conn)

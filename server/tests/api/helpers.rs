@@ -558,3 +558,262 @@ impl Socket {
 pub const STUDENT: Role = Role::Student;
 /// Shortens `Role::Professor` in tests.
 pub const PROFESSOR: Role = Role::Professor;
+
+// ---- Live connections: raw upgrades, keeping a socket alive, closing, and the event stream ----
+
+impl TestApp {
+    /// An upgrade request for `ws://…/api/ws` without credentials: add headers, then
+    /// [`Socket::connect`].
+    pub fn ws_request(&self) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+        format!("ws://{}/api/ws", self.addr)
+            .into_client_request()
+            .unwrap()
+    }
+
+    /// Opens `GET /api/events` with a bearer token; panics unless it answers 200 with
+    /// `text/event-stream`.
+    pub async fn events(&self, actor: &Actor) -> EventStream {
+        let response = self
+            .http
+            .get(self.url("/api/events"))
+            .bearer_auth(&actor.token)
+            .send()
+            .await
+            .expect("the server answers");
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "opening the event stream"
+        );
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            content_type.starts_with("text/event-stream"),
+            "an event stream, got {content_type:?}"
+        );
+        EventStream {
+            response,
+            buffer: Vec::new(),
+            keep_heartbeats: false,
+        }
+    }
+
+    /// Opens `GET /api/events` and reads `WELCOME` and the snapshot up to `SNAPSHOT_END`.
+    pub async fn events_ready(&self, actor: &Actor) -> (EventStream, Vec<ServerMessage>) {
+        let mut stream = self.events(actor).await;
+        let snapshot = stream.snapshot().await;
+        (stream, snapshot)
+    }
+}
+
+impl Socket {
+    /// The next message, answering every server `HEARTBEAT` with a client one on the way, so that
+    /// the socket stays alive however long the wait (heartbeats are never returned); panics on a
+    /// close.
+    pub async fn next_alive(&mut self) -> ServerMessage {
+        let keep = std::mem::replace(&mut self.keep_heartbeats, true);
+        let message = loop {
+            match self.receive().await {
+                Received::Message(ServerMessage::Heartbeat { .. }) => {
+                    self.send(&ClientMessage::Heartbeat).await;
+                }
+                Received::Message(m) => break m,
+                Received::Closed(code) => {
+                    panic!("the socket closed ({code:?}) while a message was expected")
+                }
+            }
+        };
+        self.keep_heartbeats = keep;
+        message
+    }
+
+    /// [`until`](Self::until), answering heartbeats as [`next_alive`](Self::next_alive) does.
+    pub async fn until_alive(
+        &mut self,
+        mut pred: impl FnMut(&ServerMessage) -> bool,
+    ) -> ServerMessage {
+        loop {
+            let m = self.next_alive().await;
+            if pred(&m) {
+                return m;
+            }
+        }
+    }
+
+    /// Closes from the client side (1000) and returns the code of the server's closing answer.
+    pub async fn close(&mut self) -> Option<u16> {
+        let normal = CloseFrame {
+            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+            reason: "".into(),
+        };
+        let _ = self.ws.close(Some(normal)).await;
+        self.closed().await
+    }
+}
+
+/// A client of `GET /api/events`: parses `event: TYPE` / `data: JSON` blocks.
+pub struct EventStream {
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+    /// Whether `HEARTBEAT` events are passed to the test (they are skipped by default).
+    pub keep_heartbeats: bool,
+}
+
+impl EventStream {
+    /// The next message, or `None` once the stream has ended (heartbeats skipped unless kept).
+    /// Checks that each event's name is its message's `type`.
+    pub async fn receive(&mut self) -> Option<ServerMessage> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                while let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                    let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                    let block = String::from_utf8(block).expect("an event stream is UTF-8");
+                    let (mut name, mut data) = (None, Vec::new());
+                    for line in block.lines() {
+                        if let Some(value) = line.strip_prefix("event:") {
+                            name = Some(value.strip_prefix(' ').unwrap_or(value).to_owned());
+                        } else if let Some(value) = line.strip_prefix("data:") {
+                            data.push(value.strip_prefix(' ').unwrap_or(value));
+                        }
+                    }
+                    if data.is_empty() {
+                        continue; // A comment or keep-alive.
+                    }
+                    let data = data.join("\n");
+                    let message: ServerMessage = serde_json::from_str(&data)
+                        .unwrap_or_else(|e| panic!("a contract message, got {data} ({e})"));
+                    assert_eq!(
+                        name.as_deref(),
+                        Some(message.kind()),
+                        "the event name is the message type"
+                    );
+                    if matches!(message, ServerMessage::Heartbeat { .. }) && !self.keep_heartbeats {
+                        continue;
+                    }
+                    return Some(message);
+                }
+                match self.response.chunk().await {
+                    Ok(Some(bytes)) => self
+                        .buffer
+                        .extend(bytes.iter().copied().filter(|b| *b != b'\r')),
+                    Ok(None) | Err(_) => return None,
+                }
+            }
+        })
+        .await
+        .expect("the server sends something in time")
+    }
+
+    /// The next message; panics when the stream ends.
+    pub async fn next(&mut self) -> ServerMessage {
+        self.receive()
+            .await
+            .expect("the event stream ended while a message was expected")
+    }
+
+    /// Skips messages until one matches; panics when the stream ends.
+    pub async fn until(&mut self, mut pred: impl FnMut(&ServerMessage) -> bool) -> ServerMessage {
+        loop {
+            let m = self.next().await;
+            if pred(&m) {
+                return m;
+            }
+        }
+    }
+
+    /// Reads `WELCOME` and everything up to `SNAPSHOT_END`; returns them all (`WELCOME` first).
+    pub async fn snapshot(&mut self) -> Vec<ServerMessage> {
+        let mut out = vec![self.next().await];
+        assert!(
+            matches!(out[0], ServerMessage::Welcome { .. }),
+            "WELCOME comes first, got {:?}",
+            out[0]
+        );
+        loop {
+            let m = self.next().await;
+            let end = m == ServerMessage::SnapshotEnd;
+            out.push(m);
+            if end {
+                return out;
+            }
+        }
+    }
+
+    /// Reads until the stream ends, skipping whatever comes before; panics if it stays open.
+    pub async fn ended(&mut self) {
+        while self.receive().await.is_some() {}
+    }
+}
+
+impl Socket {
+    /// Connects like [`connect`](Self::connect) but with `TCP_NODELAY`, so that every frame leaves
+    /// at once: with Nagle's algorithm a burst of small frames waits for the first one's TCP
+    /// acknowledgement, and "sent" would not yet mean "arrived".
+    pub async fn connect_nodelay(
+        request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
+        Ok(Self {
+            ws,
+            keep_heartbeats: false,
+        })
+    }
+}
+
+impl TestApp {
+    /// Opens the live socket with a bearer token and `TCP_NODELAY` (see
+    /// [`Socket::connect_nodelay`]) and reads `WELCOME` and the snapshot.
+    pub async fn socket_ready_nodelay(&self, actor: &Actor) -> (Socket, Vec<ServerMessage>) {
+        let mut request = self.ws_request();
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", actor.token).parse().unwrap(),
+        );
+        let mut socket = Socket::connect_nodelay(request)
+            .await
+            .expect("the socket opens");
+        let snapshot = socket.snapshot().await;
+        (socket, snapshot)
+    }
+}
+
+impl Socket {
+    /// Waits until the server's TCP stack has acknowledged every byte this socket wrote (its send
+    /// queue in `/proc/net/tcp` is empty, Linux): from then on, what was sent has arrived and the
+    /// server can read it, whatever it does next.
+    pub async fn wait_delivered(&self) {
+        let MaybeTlsStream::Plain(tcp) = self.ws.get_ref() else {
+            panic!("a plain TCP socket")
+        };
+        let local = format!(":{:04X}", tcp.local_addr().unwrap().port());
+        let peer = format!(":{:04X}", tcp.peer_addr().unwrap().port());
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let table =
+                    std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp (Linux)");
+                let queued = table
+                    .lines()
+                    .skip(1)
+                    .find_map(|line| {
+                        let fields: Vec<&str> = line.split_whitespace().collect();
+                        let ours = fields.len() > 4
+                            && fields[1].ends_with(&local)
+                            && fields[2].ends_with(&peer);
+                        let tx_queue = fields.get(4)?.split(':').next()?;
+                        ours.then(|| u64::from_str_radix(tx_queue, 16).ok())?
+                    })
+                    .expect("the socket is listed in /proc/net/tcp");
+                if queued == 0 {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the server receives what was sent in time");
+    }
+}
