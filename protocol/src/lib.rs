@@ -559,6 +559,13 @@ pub struct Participant {
     pub last_seen: Option<Timestamp>,
     /// How many questions have a stored answer.
     pub answered: u32,
+    /// While the student is not connected, when their last connection was lost (null while
+    /// connected, or when it never was). (An addition to the contract.)
+    #[serde(default)]
+    pub disconnected_since: Option<Timestamp>,
+    /// How many questions' stored answer is late. (An addition to the contract.)
+    #[serde(default)]
+    pub late_answers: u32,
 }
 
 /// `POST .../participants/{username}/unblock`.
@@ -597,6 +604,9 @@ pub enum AuditKind {
     Reconnected,
     /// A late answer was stored.
     LateAnswer,
+    /// An answer from a desktop app's export file was stored by staff. (An addition to the
+    /// contract.)
+    AnswerImported,
 }
 
 impl AuditKind {
@@ -615,6 +625,7 @@ impl AuditKind {
             AuditKind::Disconnected => "disconnected",
             AuditKind::Reconnected => "reconnected",
             AuditKind::LateAnswer => "late_answer",
+            AuditKind::AnswerImported => "answer_imported",
         }
     }
 
@@ -633,6 +644,7 @@ impl AuditKind {
             AuditKind::Disconnected,
             AuditKind::Reconnected,
             AuditKind::LateAnswer,
+            AuditKind::AnswerImported,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == text)
@@ -892,6 +904,9 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     /// A message was larger than 1 MiB.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The server node lost track of changes for a moment (its database link was restored):
+    /// reconnect for a fresh snapshot. (An addition to the contract.)
+    pub const SERVICE_RESTART: u16 = 1012;
     /// The socket could not keep up with what it was sent. (An addition to the contract.)
     pub const TOO_SLOW: u16 = 1013;
     /// The session was revoked.
@@ -904,6 +919,168 @@ pub mod close {
 
 /// The largest message the socket accepts, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+// ---- Additions for the console (documented in docs/PROTOCOL-appendix.md) --------------------
+
+/// Reads a field that may be absent (`None`), null (`Some(None)`) or a value (`Some(Some(v))`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// `PATCH /api/evaluations/{id}`: the fields to change; absent fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EditEvaluation {
+    /// A new title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// New questions (only while the evaluation is a draft).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub questions: Option<Vec<NewQuestion>>,
+    /// A new end (`null` removes it).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ends_at: Option<Option<Timestamp>>,
+    /// A new access mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
+}
+
+/// A row of `GET /api/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSummary {
+    /// The user.
+    #[serde(flatten)]
+    pub user: User,
+    /// How many sessions of theirs are live (neither ended nor expired).
+    pub active_sessions: u32,
+}
+
+/// `POST /api/users/{username}/password`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetPassword {
+    /// The new password.
+    pub password: String,
+    /// Whether every session of the user ends too (the default: `true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_sessions: Option<bool>,
+}
+
+/// The answer to a password reset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordReset {
+    /// Whose password changed.
+    pub username: String,
+    /// How many of their sessions were ended.
+    pub revoked_sessions: u32,
+}
+
+/// The answer to `POST /api/users/import`: every account it created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsersImported {
+    /// The new accounts, in the order of the file.
+    pub created: Vec<User>,
+}
+
+/// A line of an uploaded file that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineError {
+    /// Its line number in the file (1 is the header).
+    pub line: u64,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// An answer as its evaluation's owner and admins read it: with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaffAnswer {
+    /// The answer.
+    #[serde(flatten)]
+    pub answer: Answer,
+    /// Where the stored revision came from when not from the student's own connection, e.g.
+    /// "imported from device Lab PC 12 by prof1 at 2026-11-22T12:00:00.000Z"; null otherwise.
+    pub source: Option<String>,
+}
+
+/// An answer of an export file that was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportStored {
+    /// The question.
+    pub question_id: String,
+    /// The revision stored.
+    pub revision: u64,
+    /// Whether it counts as late.
+    pub late: bool,
+}
+
+/// An answer of an export file that was not stored, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportSkipped {
+    /// The evaluation it names.
+    pub evaluation_id: String,
+    /// The question.
+    pub question_id: String,
+    /// Its revision.
+    pub revision: u64,
+    /// A human sentence.
+    pub reason: String,
+}
+
+/// The answer to `POST /api/evaluations/{id}/answers-import`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportReport {
+    /// The student the file belongs to.
+    pub username: String,
+    /// The device that wrote it.
+    pub device: String,
+    /// What was stored.
+    pub stored: Vec<ImportStored>,
+    /// What was not, and why.
+    pub skipped: Vec<ImportSkipped>,
+}
+
+/// Frames only a live connection that asked for them (`?additions=1`) receives, besides every
+/// [`ServerMessage`]: they keep a staff console current without reloading. Kept apart from
+/// [`ServerMessage`] because no other client ever receives them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConsoleMessage {
+    /// A student is no longer a participant (removed from the list before joining, or the access
+    /// mode changed): boards drop the row. To the owner and admins.
+    ParticipantRemoved {
+        /// The evaluation.
+        evaluation_id: String,
+        /// The student.
+        username: String,
+    },
+    /// An evaluation was created or changed (title, questions, phase, end, access mode), as staff
+    /// see it. To the owner and admins.
+    EvaluationChanged {
+        /// The evaluation.
+        evaluation: Evaluation,
+    },
+}
+
+impl ConsoleMessage {
+    /// The `type` tag, as the SSE `event` name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConsoleMessage::ParticipantRemoved { .. } => "PARTICIPANT_REMOVED",
+            ConsoleMessage::EvaluationChanged { .. } => "EVALUATION_CHANGED",
+        }
+    }
+
+    /// The JSON text of the frame.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("console messages always serialize")
+    }
+}
 
 #[cfg(test)]
 mod tests;

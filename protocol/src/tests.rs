@@ -131,6 +131,8 @@ fn connected_participant() -> Participant {
         connected: true,
         last_seen: Some(nine_o_clock()),
         answered: 2,
+        disconnected_since: None,
+        late_answers: 0,
     }
 }
 
@@ -138,7 +140,7 @@ fn connected_participant_json() -> Value {
     json!({
         "username": "alice", "display_name": "Alice Martin", "status": "in_progress",
         "blocked_reason": null, "connected": true, "last_seen": "2026-11-22T09:00:00.000Z",
-        "answered": 2
+        "answered": 2, "disconnected_since": null, "late_answers": 0
     })
 }
 
@@ -839,11 +841,14 @@ fn participant_reads_and_writes_the_contract_json() {
         connected: false,
         last_seen: Some(eleven_o_clock()),
         answered: 0,
+        disconnected_since: Some(eleven_o_clock()),
+        late_answers: 1,
     };
     assert_reads_and_writes(
         json!({"username": "bob", "display_name": "Bob", "status": "blocked",
                "blocked_reason": "second_sign_in", "connected": false,
-               "last_seen": "2026-11-22T11:00:00.000Z", "answered": 0}),
+               "last_seen": "2026-11-22T11:00:00.000Z", "answered": 0,
+               "disconnected_since": "2026-11-22T11:00:00.000Z", "late_answers": 1}),
         &blocked,
     );
 }
@@ -858,10 +863,13 @@ fn participant_never_heard_from_has_a_null_last_seen() {
         connected: false,
         last_seen: None,
         answered: 0,
+        disconnected_since: None,
+        late_answers: 0,
     };
     assert_reads_and_writes(
         json!({"username": "carol", "display_name": "Carol", "status": "not_started",
-               "blocked_reason": null, "connected": false, "last_seen": null, "answered": 0}),
+               "blocked_reason": null, "connected": false, "last_seen": null, "answered": 0,
+               "disconnected_since": null, "late_answers": 0}),
         &expected,
     );
 }
@@ -898,8 +906,9 @@ const CONTRACT_AUDIT_KINDS: [(AuditKind, &str); 12] = [
 ];
 
 #[test]
-fn audit_kind_names_are_the_twelve_contract_names() {
-    for (kind, name) in CONTRACT_AUDIT_KINDS {
+fn audit_kind_names_are_the_twelve_contract_names_and_the_added_one() {
+    let added = [(AuditKind::AnswerImported, "answer_imported")];
+    for (kind, name) in CONTRACT_AUDIT_KINDS.into_iter().chain(added) {
         assert_named(kind, name);
         assert_eq!(kind.as_str(), name);
         assert_eq!(AuditKind::parse(name), Some(kind));
@@ -1530,4 +1539,72 @@ fn unknown_fields_are_ignored_on_input_of_every_other_body() {
     let create: CreateEvaluation = read(json!({"title": "T", "questions": [],
                                                "shuffle": true}));
     assert_eq!(create.access, None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Additions for the console
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn participant_written_by_the_contract_alone_reads_with_no_late_answers_and_no_loss_time() {
+    let json = json!({"username": "alice", "display_name": "Alice Martin",
+                      "status": "in_progress", "blocked_reason": null, "connected": true,
+                      "last_seen": "2026-11-22T09:00:00.000Z", "answered": 2});
+    assert_eq!(read::<Participant>(json), connected_participant());
+}
+
+#[test]
+fn edit_evaluation_tells_an_absent_end_from_a_null_one() {
+    let absent: EditEvaluation = read(json!({"title": "New"}));
+    assert_eq!(absent.ends_at, None);
+    assert_eq!(absent.title.as_deref(), Some("New"));
+    let cleared: EditEvaluation = read(json!({"ends_at": null}));
+    assert_eq!(cleared.ends_at, Some(None));
+    let set: EditEvaluation = read(json!({"ends_at": "2026-11-22T09:00:00.000Z"}));
+    assert_eq!(set.ends_at, Some(Some(nine_o_clock())));
+    assert_reads_and_writes(json!({"ends_at": null}), &cleared);
+    assert_reads_and_writes(json!({}), &EditEvaluation::default());
+}
+
+#[test]
+fn console_messages_carry_their_type_tag() {
+    let removed = ConsoleMessage::ParticipantRemoved {
+        evaluation_id: "e1".into(),
+        username: "alice".into(),
+    };
+    assert_reads_and_writes(
+        json!({"type": "PARTICIPANT_REMOVED", "evaluation_id": "e1", "username": "alice"}),
+        &removed,
+    );
+    assert_eq!(removed.kind(), "PARTICIPANT_REMOVED");
+    let changed = ConsoleMessage::EvaluationChanged {
+        evaluation: running_evaluation(),
+    };
+    assert_reads_and_writes(
+        json!({"type": "EVALUATION_CHANGED", "evaluation": running_evaluation_json()}),
+        &changed,
+    );
+    assert_eq!(changed.kind(), "EVALUATION_CHANGED");
+    assert!(changed.to_json().contains("\"EVALUATION_CHANGED\""));
+}
+
+#[test]
+fn staff_answer_is_the_answer_with_its_source_beside_it() {
+    let expected = StaffAnswer {
+        answer: Answer {
+            question_id: "q1".into(),
+            revision: 7,
+            content: "x".into(),
+            saved_at: nine_o_clock(),
+            late: false,
+            on_time: None,
+        },
+        source: Some("imported".into()),
+    };
+    assert_reads_and_writes(
+        json!({"question_id": "q1", "revision": 7, "content": "x",
+               "saved_at": "2026-11-22T09:00:00.000Z", "late": false, "on_time": null,
+               "source": "imported"}),
+        &expected,
+    );
 }

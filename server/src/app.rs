@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::live::hub::Hub;
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::{http, live};
+use crate::{console, http, live};
 use axum::Router;
 use axum::routing::get;
 use std::sync::Arc;
@@ -37,6 +37,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/api/ws", get(live::ws::upgrade))
         .route("/api/events", get(live::sse::events))
+        .merge(console::router())
         .merge(http::router())
         .with_state(state)
 }

@@ -118,6 +118,12 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     origin == format!("http://{host}") || origin == format!("https://{host}")
 }
 
+/// Whether the request comes from another site's page: it carries an `Origin` that is neither the
+/// server's own nor an allowed one. (Requests without `Origin`, from programs, are not.)
+pub fn foreign_origin(headers: &HeaderMap, allowed: &[String]) -> bool {
+    headers.contains_key(header::ORIGIN) && !origin_allowed(headers, allowed)
+}
+
 fn is_upgrade(headers: &HeaderMap) -> bool {
     headers
         .get(header::UPGRADE)

@@ -22,6 +22,12 @@ pub struct Cli {
 pub enum Command {
     /// Serve (the default).
     Serve,
+    /// Manage users: list, create, import students from CSV, reset a password, end sessions.
+    #[command(subcommand)]
+    Users(crate::cli::UsersCommand),
+    /// Evaluations: list, export answers or the audit log as CSV, unblock, import answer files.
+    #[command(subcommand)]
+    Evaluations(crate::cli::EvaluationsCommand),
 }
 
 /// How the server runs.

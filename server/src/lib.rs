@@ -1,4 +1,4 @@
-//! The invigil server: the HTTP API, the live socket and event stream, storage, and (later) the
+//! The invigil server: the HTTP API, the live socket and event stream, storage, and the staff
 //! console, all from one binary.
 //!
 //! # Layout
@@ -6,6 +6,8 @@
 //! ```text
 //! main.rs       parse configuration, start tracing, call server::run
 //! config        flags and environment variables (one typed struct)
+//! cli           administration subcommands (users, evaluations) on the database, for scripts
+//! console       the staff console (ui/console/), embedded, served at /
 //! server        bind (listen backlog 4096), run, graceful shutdown
 //! app           AppState and the router
 //! http/         the JSON API: accounts, evaluations, answers (+ the ApiJson extractor)
@@ -17,6 +19,7 @@
 //! metrics       Prometheus metrics at /metrics
 //! demo          --demo accounts and evaluation
 //! error         the one error type, rendered as the contract's error body
+//! files         rosters (CSV in), answer and audit exports (CSV out), desktop answer files (in)
 //! ```
 //!
 //! A request flows handler → [`store::Store`] (one atomic operation) → after the commit, events on
@@ -25,10 +28,13 @@
 
 pub mod app;
 pub mod auth;
+pub mod cli;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod domain;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod live;
 pub mod metrics;

@@ -8,7 +8,10 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_env("INVIGIL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Administration commands print their results; their logs only say what went wrong.
+    let quiet = !matches!(cli.command, None | Some(Command::Serve));
+    let default = if quiet { "warn" } else { "info" };
+    let filter = EnvFilter::try_from_env("INVIGIL_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -26,6 +29,10 @@ async fn main() -> anyhow::Result<()> {
             );
             std::io::stdout().flush()?;
             invigil_server::run(cli.serve, listener, shutdown_signal()).await
+        }
+        Command::Users(command) => invigil_server::cli::users(&cli.serve.database, command).await,
+        Command::Evaluations(command) => {
+            invigil_server::cli::evaluations(&cli.serve.database, command).await
         }
     }
 }

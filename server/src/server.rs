@@ -46,7 +46,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let (bus, events) = Bus::new();
-    let store = store::open(&config.database, bus).await?;
+    let store = store::open(&config.database, bus, config.heartbeat()).await?;
     let hub = Hub::new(metrics.clone());
     let dispatcher = tokio::spawn(hub.clone().dispatch(events));
     let state = AppState {
@@ -105,9 +105,11 @@ async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
     if state.store.account(username).await?.is_some() {
         return Ok(());
     }
-    create_account(state, username, password.to_owned(), Role::Admin, None)
-        .await
-        .map_err(|e| anyhow::anyhow!("could not create the bootstrap admin: {e}"))?;
-    tracing::info!(username, "bootstrap admin created");
+    match create_account(state, username, password.to_owned(), Role::Admin, None).await {
+        Ok(_) => tracing::info!(username, "bootstrap admin created"),
+        // Another node on the same database created it a moment before.
+        Err(e) if e.code() == invigil_protocol::ErrorCode::Conflict => {}
+        Err(e) => anyhow::bail!("could not create the bootstrap admin: {e}"),
+    }
     Ok(())
 }

@@ -2,7 +2,9 @@
 
 use super::ApiJson;
 use crate::app::AppState;
-use crate::auth::{COOKIE, Caller, hash_password, new_token, token_hash, verify_password};
+use crate::auth::{
+    COOKIE, Caller, foreign_origin, hash_password, new_token, token_hash, verify_password,
+};
 use crate::domain::{Password, Username, display_name, new_id};
 use crate::error::{Error, Result};
 use crate::store::{NewAccount, SignIn};
@@ -110,6 +112,12 @@ async fn login(
 ) -> Result<Response> {
     let ip = client_ip(&state, peer, &headers);
     tracing::Span::current().record("ip", tracing::field::display(ip));
+    // Login CSRF: another site's page must not sign a browser in (and set its cookie).
+    if foreign_origin(&headers, &state.config.allowed_origins) {
+        return Err(Error::forbidden(
+            "A sign-in from a web page must come from this server's own pages (Origin check).",
+        ));
+    }
     if let Err(wait) = state.throttle.check(ip, &body.username, Instant::now()) {
         tracing::warn!("sign-in refused: too many failures");
         return Err(Error::too_many_attempts(wait));

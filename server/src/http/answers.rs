@@ -10,7 +10,7 @@ use crate::store::NewAnswer;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use invigil_protocol::{Answer, Role, SaveAck, SaveAnswer};
+use invigil_protocol::{Answer, Role, SaveAck, SaveAnswer, StaffAnswer};
 use serde::Deserialize;
 use std::time::Instant;
 
@@ -19,6 +19,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/evaluations/{id}/answers", get(list))
         .route("/api/evaluations/{id}/answers/{question_id}", put(save))
+        .route(
+            "/api/evaluations/{id}/students/{username}/answers",
+            get(with_sources),
+        )
 }
 
 #[tracing::instrument(skip_all, fields(evaluation_id = %id, question_id = %question_id, user = %caller.user().username))]
@@ -90,4 +94,34 @@ async fn list(
         .filter(|a| a.user.role == Role::Student)
         .ok_or_else(|| Error::not_found(format!("There is no student `{username}`.")))?;
     Ok(Json(state.store.answers(&id, &account.user.id).await?))
+}
+
+/// `GET /api/evaluations/{id}/students/{username}/answers` (owner, admin; an addition to the
+/// contract): a student's answers with where each came from (`source`). Kept apart from
+/// `GET .../answers?username=`, which answers exactly what the contract lists.
+async fn with_sources(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, username)): Path<(String, String)>,
+) -> Result<Json<Vec<StaffAnswer>>> {
+    owned(&state, &caller, &id).await?;
+    let account = state
+        .store
+        .account(&username)
+        .await?
+        .filter(|a| a.user.role == Role::Student)
+        .ok_or_else(|| Error::not_found(format!("There is no student `{username}`.")))?;
+    let records = state
+        .store
+        .answer_records(&id, Some(&account.user.id))
+        .await?;
+    Ok(Json(
+        records
+            .into_iter()
+            .map(|r| StaffAnswer {
+                answer: r.answer,
+                source: r.source,
+            })
+            .collect(),
+    ))
 }

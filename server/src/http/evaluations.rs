@@ -6,21 +6,23 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::domain::{self, new_id};
 use crate::error::{Error, Result};
-use crate::store::{EvaluationRecord, NewEvaluation, rules};
-use axum::extract::{Path, State};
+use crate::files::AuditFilter;
+use crate::store::{EvaluationEdit, EvaluationRecord, NewEvaluation, rules};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use invigil_protocol::{
-    AccessList, AuditEntry, CreateEvaluation, EndsAtChange, Evaluation, EvaluationDetail,
-    Participant, Participation, Phase, PhaseChange, Role, Unblock,
+    AccessList, AuditEntry, CreateEvaluation, EditEvaluation, EndsAtChange, Evaluation,
+    EvaluationDetail, Participant, Participation, Phase, PhaseChange, Role, Unblock,
 };
 
 /// The routes of this module.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/evaluations", post(create).get(list))
-        .route("/api/evaluations/{id}", get(read))
+        .route("/api/evaluations/{id}", get(read).patch(edit))
         .route("/api/evaluations/{id}/phase", post(set_phase))
         .route("/api/evaluations/{id}/ends_at", put(set_ends_at))
         .route(
@@ -253,12 +255,7 @@ async fn participants(
     owned(&state, &caller, &id).await?;
     let rows = state.store.participants(&id).await?;
     Ok(Json(
-        rows.iter()
-            .map(|row| {
-                let (connected, last_seen) = state.hub.presence(&row.user_id);
-                row.with_presence(connected, last_seen)
-            })
-            .collect(),
+        rows.iter().map(|row| state.hub.participant(row)).collect(),
     ))
 }
 
@@ -279,11 +276,41 @@ async fn unblock(
     Ok(Json(participation))
 }
 
+/// The audit log, oldest first; `?kind=&username=&actor=&since=&until=` keep only the matching
+/// entries (an addition to the contract).
 async fn audit(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    filter: std::result::Result<Query<AuditFilter>, QueryRejection>,
 ) -> Result<Json<Vec<AuditEntry>>> {
+    let Query(filter) = super::exports::audit_filter(filter)?;
     owned(&state, &caller, &id).await?;
-    Ok(Json(state.store.audit(&id).await?))
+    let mut entries = state.store.audit(&id).await?;
+    entries.retain(|e| filter.keeps(e));
+    Ok(Json(entries))
+}
+
+/// `PATCH /api/evaluations/{id}` (owner, admin; an addition to the contract): changes the title,
+/// the questions (only while a draft: 409 `conflict` otherwise), the end time or the access mode.
+#[tracing::instrument(skip_all, fields(evaluation_id = %id))]
+async fn edit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<EditEvaluation>,
+) -> Result<Json<Evaluation>> {
+    owned(&state, &caller, &id).await?;
+    let edit = EvaluationEdit {
+        title: body.title.as_deref().map(domain::title).transpose()?,
+        questions: body.questions.map(domain::questions).transpose()?,
+        ends_at: body.ends_at,
+        access: body.access,
+    };
+    let evaluation = state
+        .store
+        .edit_evaluation(&id, edit, caller.user())
+        .await?;
+    tracing::info!("evaluation edited");
+    Ok(Json(evaluation))
 }

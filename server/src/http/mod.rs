@@ -4,10 +4,15 @@
 //! - [`evaluations`]: evaluations, phases, end times, access lists, join, submit, participants,
 //!   unblock, audit.
 //! - [`answers`]: saving and reading answers.
+//! - [`users`]: the users list, roster imports and password resets (admins; additions).
+//! - [`exports`]: CSV exports of answers and of the audit log, and imports of the desktop app's
+//!   answers-export file (additions).
 
 pub mod accounts;
 pub mod answers;
 pub mod evaluations;
+pub mod exports;
+pub mod users;
 
 use crate::app::AppState;
 use crate::error::Error;
@@ -31,6 +36,8 @@ pub fn router() -> Router<AppState> {
         .merge(accounts::router())
         .merge(evaluations::router())
         .merge(answers::router())
+        .merge(users::router())
+        .merge(exports::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -5,7 +5,7 @@ use super::event::Event;
 use super::hub::{ConnKind, Frame, Kill, Outgoing};
 use crate::app::AppState;
 use crate::auth::Caller;
-use crate::store::{Presence, Session, SessionLookup};
+use crate::store::{ConnectionChange, Presence, Session, SessionLookup};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::response::sse;
 use futures_util::SinkExt;
@@ -156,6 +156,7 @@ async fn finish(out: &mut Out, kill: &Kill) -> Ended {
                 close::REPLACED => "a newer connection of this session replaced this one",
                 close::TOO_SLOW => "the connection could not keep up",
                 close::SESSION_INVALIDATED => "the session was revoked",
+                close::SERVICE_RESTART => "reconnect for a fresh snapshot",
                 _ => "closed by the server",
             };
             out.close(code, reason).await;
@@ -257,7 +258,12 @@ async fn render(
                 None,
             ))
         }
-        Event::Participant(_) => None,
+        // Rendered once by the hub for every staff connection.
+        Event::Participant(_)
+        | Event::ParticipantRemoved { .. }
+        | Event::StaffEvaluation { .. }
+        | Event::Resync
+        | Event::Barrier(_) => None,
     }
 }
 
@@ -274,28 +280,46 @@ fn evaluation_update_json(
     )
 }
 
-/// Notes a student's connection opening or closing, off the connection's path.
-pub fn note_presence(state: &AppState, session: &Session, presence: Presence) {
+/// Notes a student's connection closing, off the connection's path.
+pub fn note_presence(state: &AppState, session: &Session, change: ConnectionChange) {
+    if session.user.role != Role::Student {
+        return;
+    }
     let (store, session) = (state.store.clone(), session.clone());
     state.tasks.spawn(async move {
-        if let Err(e) = store.presence(&session, presence).await {
+        if let Err(e) = store.presence(&session, change).await {
             tracing::warn!(error = ?e, "could not record a connection change");
         }
     });
 }
 
 /// Registers a connection, notes its presence, and on return unregisters it and notes the loss
-/// (unless it was replaced by a newer socket or the server is stopping).
-pub async fn hold<F, Fut>(state: &AppState, caller: &Caller, kind: ConnKind, body: F)
-where
+/// (a quiet one when it was replaced by a newer socket or the server is stopping). `additions`:
+/// the connection asked for the console's added message types.
+pub async fn hold<F, Fut>(
+    state: &AppState,
+    caller: &Caller,
+    kind: ConnKind,
+    additions: bool,
+    body: F,
+) where
     F: FnOnce(super::hub::Registration) -> Fut,
     Fut: std::future::Future<Output = Ended>,
 {
     let session = &caller.session;
+    // Changes committed before this connection opened are in its snapshot: make sure they have
+    // all been routed before it registers, so that none reaches it late (a clustered store hears
+    // of them from the database a moment after their commit).
+    if let Err(e) = state.store.barrier().await {
+        tracing::warn!(error = ?e, "could not wait for earlier changes to be routed");
+    }
     let registration = state
         .hub
         .register(&session.user.id, session.user.role, &session.id, kind);
     let id = registration.id;
+    if additions {
+        state.hub.opt_in_to_additions(id);
+    }
     // The session was checked before the upgrade; a revocation dispatched between that check and
     // this registration would never reach this connection, so look again now that it is listening.
     match state.store.session(&caller.token_hash).await {
@@ -317,15 +341,29 @@ where
             registration.kill.kill(1011);
         }
     }
-    if registration.became_connected {
-        note_presence(state, session, Presence::Connected);
+    if session.user.role == Role::Student {
+        // Awaited before the first frame, so that once WELCOME is out the boards of every node
+        // show the student connected (and so that the close below is always noted after it).
+        let opened = ConnectionChange {
+            connection: id,
+            presence: Presence::Connected,
+            transition: registration.became_connected,
+            quiet: false,
+        };
+        if let Err(e) = state.store.presence(session, opened).await {
+            tracing::warn!(error = ?e, "could not record a connection change");
+        }
     }
     let ended = body(registration).await;
     let now_gone = state.hub.unregister(id);
     let replaced = ended == Ended::Closed(close::REPLACED);
-    if now_gone && !replaced && !state.shutdown.is_cancelled() {
-        note_presence(state, session, Presence::Disconnected);
-    }
+    let closed = ConnectionChange {
+        connection: id,
+        presence: Presence::Disconnected,
+        transition: now_gone,
+        quiet: replaced || state.shutdown.is_cancelled(),
+    };
+    note_presence(state, session, closed);
 }
 
 #[cfg(test)]

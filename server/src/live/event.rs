@@ -1,17 +1,20 @@
 //! Events: what a committed change means for live connections.
 //!
 //! The store publishes them after each commit, in commit order, so that every connection sees
-//! changes in the order they happened; the hub routes each to the connections it concerns.
+//! changes in the order they happened; the hub routes each to the connections it concerns. They
+//! serialize so that a clustered store can carry them from the node that committed to every node.
 
 use invigil_protocol::{
-    Evaluation, InvalidationReason, Participant, Participation, ParticipationStatus, UpdateReason,
+    Evaluation, InvalidationReason, Participant, Participation, ParticipationStatus, Timestamp,
+    UpdateReason,
 };
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc;
 
 /// A committed change that live connections must hear about.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub enum Event {
     /// Sessions were revoked: their connections get `SESSION_INVALIDATED`, then close 4001.
     Revoked {
@@ -26,10 +29,56 @@ pub enum Event {
     Evaluation(EvaluationEvent),
     /// A participant row changed (for owners and admins).
     Participant(ParticipantEvent),
+    /// A student stopped being a participant (for the owner's and admins' connections that asked
+    /// for the additions).
+    ParticipantRemoved {
+        /// The evaluation.
+        evaluation_id: String,
+        /// Its owner's user id.
+        owner_id: String,
+        /// The student.
+        username: String,
+    },
+    /// An evaluation was created or changed, as staff see it (for the owner's and admins'
+    /// connections that asked for the additions).
+    StaffEvaluation {
+        /// The evaluation.
+        evaluation: Evaluation,
+        /// Its owner's user id.
+        owner_id: String,
+    },
+    /// This node may have missed events (its link to the other nodes was lost): every local
+    /// connection is closed with 1012 so that its client reconnects and starts from a fresh
+    /// snapshot. Published by a clustered store on its own node only.
+    Resync,
+    /// A marker the hub resolves when it routes it: everything published before it has been
+    /// routed. Local to this node, never stored.
+    #[serde(skip)]
+    Barrier(Barrier),
+}
+
+/// The waiting side of [`Event::Barrier`].
+#[derive(Debug, Default)]
+pub struct Barrier(std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>);
+
+impl Barrier {
+    /// A barrier and what resolves when the hub routes it.
+    pub fn new() -> (Self, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Self(std::sync::Mutex::new(Some(tx))), rx)
+    }
+
+    /// Resolves it (once).
+    pub fn pass(&self) {
+        let sender = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(sender) = sender {
+            let _ = sender.send(());
+        }
+    }
 }
 
 /// Which students an evaluation change concerns.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Audience {
     /// Every student (an open evaluation).
     AllStudents,
@@ -38,7 +87,7 @@ pub enum Audience {
 }
 
 /// An evaluation's new state for its students.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct EvaluationEvent {
     /// Why.
     pub reason: UpdateReason,
@@ -48,6 +97,7 @@ pub struct EvaluationEvent {
     pub audience: Audience,
     /// Participations that changed with it, by user id; any other student's is unchanged.
     pub participations: HashMap<String, Participation>,
+    #[serde(skip)]
     json: OnceLock<String>,
 }
 
@@ -91,8 +141,10 @@ impl EvaluationEvent {
     }
 }
 
-/// A participant row without presence; the hub adds `connected` and `last_seen`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A participant row. Presence (`connected`, `last_seen`) comes from the store when it tracks it
+/// across nodes ([`ParticipantRow::presence`]); otherwise the hub adds it from this node's
+/// connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParticipantRow {
     /// The student's user id.
     pub user_id: String,
@@ -108,6 +160,21 @@ pub struct ParticipantRow {
     pub last_seen: Option<invigil_protocol::Timestamp>,
     /// How many questions have a stored answer.
     pub answered: u32,
+    /// How many questions' stored answer is late.
+    #[serde(default)]
+    pub late_answers: u32,
+    /// Presence across every node, computed in the transaction that read the row, when the store
+    /// tracks it (a clustered store); `None` when this node's hub is the one that knows.
+    pub presence: Option<ClusterPresence>,
+}
+
+/// A student's presence as a clustered store sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterPresence {
+    /// Whether a live connection of their current session is open on a live node.
+    pub connected: bool,
+    /// When a server last heard from them.
+    pub last_seen: Option<Timestamp>,
 }
 
 impl ParticipantRow {
@@ -125,12 +192,15 @@ impl ParticipantRow {
             connected,
             last_seen: last_seen.or(self.last_seen),
             answered: self.answered,
+            // The stored last-seen time is written when the student's last connection is lost.
+            disconnected_since: if connected { None } else { self.last_seen },
+            late_answers: self.late_answers,
         }
     }
 }
 
 /// A participant row changed.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ParticipantEvent {
     /// The evaluation.
     pub evaluation_id: String,

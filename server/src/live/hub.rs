@@ -4,10 +4,12 @@
 //! puts the event in each one's bounded queue (`try_send`), so that one slow reader can never hold
 //! up the others: a connection whose queue is full is closed instead, and memory stays bounded.
 
-use super::event::{Audience, Event, ParticipantEvent};
+use super::event::{Audience, Event, ParticipantEvent, ParticipantRow};
 use crate::metrics::Metrics;
 use axum::extract::ws::Utf8Bytes;
-use invigil_protocol::{Role, ServerMessage, Timestamp, UpdateReason, close};
+use invigil_protocol::{
+    ConsoleMessage, Participant, Role, ServerMessage, Timestamp, UpdateReason, close,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,6 +31,14 @@ pub struct Frame {
 impl Frame {
     /// Serializes a message.
     pub fn new(message: &ServerMessage) -> Self {
+        Self {
+            kind: message.kind(),
+            json: Utf8Bytes::from(message.to_json()),
+        }
+    }
+
+    /// Serializes one of the console's added messages.
+    pub fn console(message: &ConsoleMessage) -> Self {
         Self {
             kind: message.kind(),
             json: Utf8Bytes::from(message.to_json()),
@@ -92,6 +102,8 @@ struct Entry {
     kill: Arc<Kill>,
     revoked: bool,
     last_seen: Arc<AtomicI64>,
+    /// Whether it asked for the console's added message types (`?additions=1`).
+    additions: bool,
 }
 
 #[derive(Default)]
@@ -192,6 +204,7 @@ impl Hub {
                 kill: kill.clone(),
                 revoked: false,
                 last_seen: last_seen.clone(),
+                additions: false,
             },
         );
         reg.by_user.entry(user_id.to_owned()).or_default().push(id);
@@ -209,6 +222,14 @@ impl Hub {
             kill,
             last_seen,
             became_connected,
+        }
+    }
+
+    /// Lets a connection receive the console's added message types ([`ConsoleMessage`]). Called
+    /// right after [`register`](Self::register), before its snapshot is read.
+    pub fn opt_in_to_additions(&self, id: u64) {
+        if let Some(entry) = self.lock().conns.get_mut(&id) {
+            entry.additions = true;
         }
     }
 
@@ -305,6 +326,46 @@ impl Hub {
                 }
                 return;
             }
+            Event::ParticipantRemoved {
+                evaluation_id,
+                owner_id,
+                username,
+            } => {
+                let frame = Frame::console(&ConsoleMessage::ParticipantRemoved {
+                    evaluation_id: evaluation_id.clone(),
+                    username: username.clone(),
+                });
+                for id in staff_with_additions(&reg, owner_id) {
+                    self.offer(&reg, id, Outgoing::Frame(frame.clone()));
+                }
+                return;
+            }
+            Event::StaffEvaluation {
+                evaluation,
+                owner_id,
+            } => {
+                let frame = Frame::console(&ConsoleMessage::EvaluationChanged {
+                    evaluation: evaluation.clone(),
+                });
+                for id in staff_with_additions(&reg, owner_id) {
+                    self.offer(&reg, id, Outgoing::Frame(frame.clone()));
+                }
+                return;
+            }
+            Event::Barrier(barrier) => {
+                barrier.pass();
+                return;
+            }
+            Event::Resync => {
+                tracing::warn!(
+                    connections = reg.conns.len(),
+                    "events may have been missed: every connection is asked to reconnect"
+                );
+                for entry in reg.conns.values() {
+                    entry.kill.kill(close::SERVICE_RESTART);
+                }
+                return;
+            }
         }
         for id in targets {
             self.offer(&reg, id, Outgoing::Event(event.clone()));
@@ -326,25 +387,46 @@ impl Hub {
     }
 
     /// The board row of a participant as staff see it now.
-    pub fn participant_message(
-        &self,
-        evaluation_id: &str,
-        row: &super::event::ParticipantRow,
-    ) -> ServerMessage {
-        let (connected, last_seen) = self.presence(&row.user_id);
+    pub fn participant_message(&self, evaluation_id: &str, row: &ParticipantRow) -> ServerMessage {
         ServerMessage::ParticipantUpdate {
             evaluation_id: evaluation_id.to_owned(),
-            participant: row.with_presence(connected, last_seen),
+            participant: self.participant(row),
+        }
+    }
+
+    /// A participant row with its presence: the store's when it tracks presence across nodes,
+    /// else this node's.
+    pub fn participant(&self, row: &ParticipantRow) -> Participant {
+        match row.presence {
+            Some(p) => row.with_presence(p.connected, p.last_seen),
+            None => {
+                let (connected, last_seen) = self.presence(&row.user_id);
+                row.with_presence(connected, last_seen)
+            }
         }
     }
 }
 
+/// The connections of an evaluation's staff (its owner and every admin) that asked for additions.
+fn staff_with_additions(reg: &Registry, owner_id: &str) -> Vec<u64> {
+    let owner = reg.by_user.get(owner_id).into_iter().flatten().copied();
+    reg.admins
+        .iter()
+        .copied()
+        .chain(owner.filter(|id| reg.conns[id].role != Role::Admin))
+        .filter(|id| reg.conns[id].additions)
+        .collect()
+}
+
 fn participant_frame(reg: &Registry, p: &ParticipantEvent) -> Frame {
-    let connected = reg.connected(&p.row.user_id);
+    let participant = match p.row.presence {
+        Some(presence) => p.row.with_presence(presence.connected, presence.last_seen),
+        None => p
+            .row
+            .with_presence(reg.connected(&p.row.user_id), reg.last_seen(&p.row.user_id)),
+    };
     Frame::new(&ServerMessage::ParticipantUpdate {
         evaluation_id: p.evaluation_id.clone(),
-        participant: p
-            .row
-            .with_presence(connected, reg.last_seen(&p.row.user_id)),
+        participant,
     })
 }

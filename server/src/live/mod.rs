@@ -5,6 +5,20 @@
 //! - [`conn`]: a connection's outgoing side (welcome, snapshot, events, heartbeats, close).
 //! - [`ws`] and [`sse`]: the two transports.
 
+/// The query of `GET /api/ws` and `GET /api/events`: `?additions=1` asks for the console's added
+/// message types ([`invigil_protocol::ConsoleMessage`]) besides the contract's.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct LiveQuery {
+    additions: Option<String>,
+}
+
+impl LiveQuery {
+    /// Whether the added message types were asked for.
+    pub fn additions(&self) -> bool {
+        matches!(self.additions.as_deref(), Some("1" | "true" | "yes"))
+    }
+}
+
 pub mod conn;
 pub mod event;
 pub mod hub;

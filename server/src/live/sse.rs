@@ -5,7 +5,7 @@ use super::conn::{Out, hold, run_writer};
 use super::hub::ConnKind;
 use crate::app::AppState;
 use crate::auth::Caller;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::sse::{Event, Sse};
 use futures_util::Stream;
 use std::convert::Infallible;
@@ -16,17 +16,24 @@ use tokio_stream::wrappers::ReceiverStream;
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
+    Query(query): Query<super::LiveQuery>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let (tx, rx) = mpsc::channel(16);
     let tasks = state.tasks.clone();
     tasks.spawn(async move {
-        hold(&state, &caller, ConnKind::Stream, |mut reg| {
-            let (state, session) = (&state, &caller.session);
-            async move {
-                let mut out = Out::Stream(tx);
-                run_writer(state, session, &mut out, &mut reg.rx, &reg.kill, true).await
-            }
-        })
+        hold(
+            &state,
+            &caller,
+            ConnKind::Stream,
+            query.additions(),
+            |mut reg| {
+                let (state, session) = (&state, &caller.session);
+                async move {
+                    let mut out = Out::Stream(tx);
+                    run_writer(state, session, &mut out, &mut reg.rx, &reg.kill, true).await
+                }
+            },
+        )
         .await;
     });
     Sse::new(ReceiverStream::new(rx))

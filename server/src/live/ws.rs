@@ -14,8 +14,8 @@ use crate::domain::{Revision, check_content};
 use crate::error::Error;
 use crate::store::rules::reject_code;
 use crate::store::{NewAnswer, Session};
-use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::stream::{FuturesUnordered, SplitStream};
 use futures_util::{FutureExt, StreamExt};
@@ -38,8 +38,10 @@ const READ_BUFFER_BYTES: usize = 4096;
 pub async fn upgrade(
     State(state): State<AppState>,
     caller: Caller,
+    Query(query): Query<super::LiveQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let additions = query.additions();
     let tasks = state.tasks.clone();
     ws.read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
@@ -47,11 +49,11 @@ pub async fn upgrade(
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "a socket upgrade failed"))
-        .on_upgrade(move |socket| tasks.track_future(serve(socket, state, caller)))
+        .on_upgrade(move |socket| tasks.track_future(serve(socket, state, caller, additions)))
 }
 
-async fn serve(socket: WebSocket, state: AppState, caller: Caller) {
-    hold(&state, &caller, ConnKind::Socket, |mut reg| {
+async fn serve(socket: WebSocket, state: AppState, caller: Caller, additions: bool) {
+    hold(&state, &caller, ConnKind::Socket, additions, |mut reg| {
         let (state, session) = (&state, &caller.session);
         async move {
             let (sink, stream) = socket.split();

@@ -7,10 +7,17 @@
 //! what a committed change means for live connections is published as [`Event`]s on the [`Bus`]
 //! given at open, after the commit and in commit order.
 //!
+//! - [`imports`]: the decisions on answers imported from the desktop app's export file.
 //! - [`rules`]: the contract's decisions (late answers, idempotent revisions, sign-in blocks).
+//! - [`rows`]: stored values read back into domain values, for every engine.
 //! - [`sqlite`]: the embedded engine: WAL with `synchronous=FULL`, every write through one writer
 //!   task that commits in groups.
+//! - [`postgres`]: the engine for several nodes on one database: one transaction per operation,
+//!   events carried to every node with LISTEN/NOTIFY, presence and node heartbeats in tables.
 
+pub mod imports;
+pub mod postgres;
+pub mod rows;
 pub mod rules;
 pub mod sqlite;
 
@@ -19,8 +26,8 @@ use crate::error::Result;
 use crate::live::event::{Bus, ParticipantRow};
 use async_trait::async_trait;
 use invigil_protocol::{
-    Answer, AuditEntry, Evaluation, InvalidationReason, Participation, Phase, Question, Role,
-    SaveAck, Timestamp, User,
+    Answer, AuditEntry, Evaluation, ImportReport, InvalidationReason, Participation, Phase,
+    Question, Role, SaveAck, Timestamp, User, UserSummary,
 };
 use std::sync::Arc;
 
@@ -141,13 +148,79 @@ pub struct Board {
     pub rows: Vec<ParticipantRow>,
 }
 
+/// Changes to an evaluation, checked; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct EvaluationEdit {
+    /// A new title.
+    pub title: Option<String>,
+    /// New questions: refused with `conflict` unless the evaluation is a draft (or they are the
+    /// questions it already has).
+    pub questions: Option<Vec<Question>>,
+    /// A new end (`Some(None)` removes it).
+    pub ends_at: Option<Option<Timestamp>>,
+    /// A new access mode.
+    pub access: Option<invigil_protocol::Access>,
+}
+
+/// A stored answer with whose it is and where it came from.
+#[derive(Debug, Clone)]
+pub struct AnswerRecord {
+    /// The student.
+    pub username: String,
+    /// The answer.
+    pub answer: Answer,
+    /// Where the stored revision came from, when not from the student's own connection.
+    pub source: Option<String>,
+}
+
+/// Answers of one student from a desktop app's export file, to store in one evaluation.
+#[derive(Debug, Clone)]
+pub struct AnswerImport {
+    /// The student.
+    pub username: String,
+    /// The device that wrote the file.
+    pub device: String,
+    /// The answers (at most one per question: the highest revision of the file).
+    pub answers: Vec<ImportedAnswer>,
+}
+
+/// One answer of an export file.
+#[derive(Debug, Clone)]
+pub struct ImportedAnswer {
+    /// The question.
+    pub question_id: String,
+    /// The revision the device gave it.
+    pub revision: crate::domain::Revision,
+    /// What the student wrote.
+    pub content: String,
+    /// When it was written, by the device's clock (never later than the import).
+    pub edited_at: Timestamp,
+}
+
 /// A live connection opened or closed, for the audit log and the boards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Presence {
-    /// The student's first connection of this session, or a new one after a loss.
+    /// A connection opened.
     Connected,
-    /// The student's last connection closed or went silent.
+    /// A connection closed or went silent.
     Disconnected,
+}
+
+/// One of a student's live connections opened or closed on this node. The facts are the hub's;
+/// which of them count is the store's to decide: a store whose presence is this node's hub only
+/// records the transitions, a store that tracks presence across nodes records every connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionChange {
+    /// The connection's id on this node.
+    pub connection: u64,
+    /// Opened or closed.
+    pub presence: Presence,
+    /// On this node, the user's first live connection opened, or their last one closed (a
+    /// connection of a revoked session aside).
+    pub transition: bool,
+    /// The close is not a loss: a newer socket replaced it, or the server is stopping. No
+    /// disconnect is recorded for it.
+    pub quiet: bool,
 }
 
 /// The storage interface. Every method is atomic.
@@ -160,6 +233,19 @@ pub trait Store: Send + Sync + 'static {
     async fn account(&self, username: &str) -> Result<Option<Account>>;
     /// The users with these names (missing names are left out).
     async fn users_named(&self, usernames: &[String]) -> Result<Vec<User>>;
+    /// Every user, by username, with how many live sessions each holds.
+    async fn users(&self) -> Result<Vec<UserSummary>>;
+    /// Creates several accounts at once, all or none; `conflict` naming a taken name.
+    async fn create_accounts(&self, new: Vec<NewAccount>) -> Result<Vec<User>>;
+    /// Sets a user's password (an argon2id hash) and, if asked, ends every session of theirs
+    /// (reason `revoked_by_admin`); returns how many sessions ended.
+    async fn set_password(
+        &self,
+        user: &User,
+        password_hash: String,
+        revoke_sessions: bool,
+        actor: &User,
+    ) -> Result<usize>;
 
     // Sessions.
     /// Records a sign-in: for a student, revokes every other session and blocks them in every
@@ -176,8 +262,9 @@ pub trait Store: Send + Sync + 'static {
         reason: InvalidationReason,
         actor: &User,
     ) -> Result<usize>;
-    /// Notes a student's connection opening or closing: audit entries and board updates.
-    async fn presence(&self, session: &Session, presence: Presence) -> Result<()>;
+    /// Notes a student's connection opening or closing: audit entries and board updates when the
+    /// student becomes connected or disconnected.
+    async fn presence(&self, session: &Session, change: ConnectionChange) -> Result<()>;
 
     // Evaluations.
     /// Creates an evaluation in draft, owned by `owner`.
@@ -196,6 +283,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Participation>>;
     /// Moves the phase; `invalid_transition` when the contract forbids it.
     async fn set_phase(&self, evaluation_id: &str, to: Phase, actor: &User) -> Result<Evaluation>;
+    /// Changes an evaluation's title, questions (draft only), end or access mode.
+    async fn edit_evaluation(
+        &self,
+        evaluation_id: &str,
+        edit: EvaluationEdit,
+        actor: &User,
+    ) -> Result<Evaluation>;
     /// Sets or clears the end.
     async fn set_ends_at(
         &self,
@@ -224,7 +318,7 @@ pub trait Store: Send + Sync + 'static {
         note: Option<String>,
         actor: &User,
     ) -> Result<Participation>;
-    /// The participants' rows (presence is the hub's to add).
+    /// The participants' rows (presence is the hub's to add unless the rows carry it).
     async fn participants(&self, evaluation_id: &str) -> Result<Vec<ParticipantRow>>;
     /// The boards a staff member's socket starts with: the evaluations a professor owns, or for an
     /// admin those in progress.
@@ -237,17 +331,44 @@ pub trait Store: Send + Sync + 'static {
     async fn save_answer(&self, student: &User, answer: NewAnswer) -> Result<SaveAck>;
     /// A student's stored answers in an evaluation.
     async fn answers(&self, evaluation_id: &str, student_id: &str) -> Result<Vec<Answer>>;
+    /// Stored answers with their source: one student's (by user id), or everyone's; ordered by
+    /// username, then question id.
+    async fn answer_records(
+        &self,
+        evaluation_id: &str,
+        student_id: Option<&str>,
+    ) -> Result<Vec<AnswerRecord>>;
+    /// Stores the answers of an export file that are newer than the stored revisions (never
+    /// replacing a newer one), judged late by their edit time, marked with their source, with an
+    /// audit entry each; reports what was stored and what was skipped.
+    async fn import_answers(
+        &self,
+        evaluation_id: &str,
+        import: AnswerImport,
+        actor: &User,
+    ) -> Result<ImportReport>;
+
+    /// Returns once every event committed before the call has been routed by this node's hub.
+    /// An engine that publishes before its commits return has nothing to wait for.
+    async fn barrier(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Finishes every write already asked for, then refuses new ones. Called at shutdown.
     async fn close(&self);
 }
 
-/// Opens the store a URL names, migrating it to the current schema.
-pub async fn open(url: &DatabaseUrl, bus: Bus) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the store a URL names, migrating it to the current schema. `heartbeat` is the live
+/// connections' heartbeat period, which a clustered store also uses for its node heartbeats.
+pub async fn open(
+    url: &DatabaseUrl,
+    bus: Bus,
+    heartbeat: std::time::Duration,
+) -> anyhow::Result<Arc<dyn Store>> {
     match url {
         DatabaseUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path, bus).await?)),
-        DatabaseUrl::Postgres(_) => anyhow::bail!(
-            "PostgreSQL storage is not available in this build yet; use sqlite://PATH"
-        ),
+        DatabaseUrl::Postgres(url) => Ok(Arc::new(
+            postgres::PostgresStore::open(url, bus, heartbeat).await?,
+        )),
     }
 }

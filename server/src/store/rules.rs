@@ -1,8 +1,10 @@
 //! The contract's decisions, as pure functions every storage engine calls inside its transaction.
 
 use crate::error::Error;
+use crate::live::event::Event;
 use invigil_protocol::{
-    Access, ErrorCode, Evaluation, Participation, ParticipationStatus, Phase, RejectCode, Timestamp,
+    Access, ErrorCode, Evaluation, InvalidationReason, Participation, ParticipationStatus, Phase,
+    RejectCode, Role, Timestamp, User,
 };
 
 /// The answer stored now, as far as the rules need it.
@@ -211,6 +213,84 @@ pub fn not_started(evaluation_id: &str, username: &str, access: bool) -> Partici
         blocked_reason: None,
         access,
     }
+}
+
+/// Only the owner of an evaluation or an admin may change it.
+pub fn check_owner_or_admin(owner_id: &str, actor: &User) -> Result<(), Error> {
+    if actor.role == Role::Admin || owner_id == actor.id {
+        Ok(())
+    } else {
+        Err(Error::forbidden(
+            "Only the owner of this evaluation or an admin may change it.",
+        ))
+    }
+}
+
+/// A phase change the contract allows, or `invalid_transition`.
+pub fn check_transition(from: Phase, to: Phase) -> Result<(), Error> {
+    if from.can_move_to(to) {
+        Ok(())
+    } else {
+        Err(Error::api(
+            ErrorCode::InvalidTransition,
+            format!("An evaluation cannot move from {from} to {to}."),
+        ))
+    }
+}
+
+/// The audit sentence of a student's sessions being revoked.
+pub fn invalidation_detail(reason: InvalidationReason) -> &'static str {
+    match reason {
+        InvalidationReason::SignedInElsewhere => "An earlier session was ended by a new sign-in.",
+        InvalidationReason::SignedOut => "The student signed out.",
+        InvalidationReason::RevokedByAdmin => "An admin ended the student's sessions.",
+    }
+}
+
+/// The audit sentence of an end time changing.
+pub fn ends_at_detail(from: Option<Timestamp>, to: Option<Timestamp>) -> String {
+    match (from, to) {
+        (_, None) => "The end time was removed.".to_owned(),
+        (None, Some(to)) => format!("The end time was set to {to}."),
+        (Some(from), Some(to)) => format!("The end time changed from {from} to {to}."),
+    }
+}
+
+/// The audit sentence of an unblock, with its note (blank notes are left out).
+pub fn unblock_detail(actor: &str, note: Option<&str>) -> String {
+    match note.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(note) => format!("Unblocked by {actor}: {note}"),
+        None => format!("Unblocked by {actor}."),
+    }
+}
+
+/// The audit sentence of a sign-in.
+pub fn sign_in_detail(device: Option<&str>) -> String {
+    format!("Signed in on {}.", device.unwrap_or("an unnamed device"))
+}
+
+/// The events of a sign-in in the order connections must hear them. The student's own `blocked`
+/// updates go first, so that the connections of the sessions being revoked still hear of the
+/// block before SESSION_INVALIDATED closes them (no other connection of the student can exist
+/// yet). The board rows go after the revocation, so that they show those connections gone.
+pub fn sign_in_events(blocks: Vec<Event>, revocation: Vec<Event>) -> Vec<Event> {
+    let (own, boards): (Vec<Event>, Vec<Event>) = blocks
+        .into_iter()
+        .partition(|e| matches!(e, Event::Evaluation(_)));
+    own.into_iter().chain(revocation).chain(boards).collect()
+}
+
+/// The audit sentence of a block for a second sign-in.
+pub const SECOND_SIGN_IN_DETAIL: &str =
+    "Blocked: a second sign-in was detected while the evaluation was running.";
+/// The audit sentence of a lost connection.
+pub const DISCONNECTED_DETAIL: &str = "The connection was lost.";
+/// The audit sentence of a connection that came back.
+pub const RECONNECTED_DETAIL: &str = "The connection came back.";
+
+/// The audit sentence of a late answer.
+pub fn late_answer_detail(question_id: &str, revision: u64) -> String {
+    format!("Late answer to question {question_id} (revision {revision}).")
 }
 
 #[cfg(test)]

@@ -6,10 +6,12 @@
 //! runs inside its own savepoint, so a refusal or a failure undoes that operation alone. After the
 //! commit the writer publishes the operations' events in commit order, then answers the callers.
 
+use super::rows::{blocked_reason, opt_ts, phase, role, status, ts};
 use super::rules::{self, OnTimeAction, SaveDecision, Stored};
 use super::{
-    Account, Board, EvaluationRecord, NewAccount, NewAnswer, NewEvaluation, Presence,
-    SESSION_IDLE_LIMIT_MS, Session, SessionLookup, SignIn, Store, StudentView,
+    Account, AnswerImport, AnswerRecord, Board, ConnectionChange, EvaluationEdit, EvaluationRecord,
+    NewAccount, NewAnswer, NewEvaluation, Presence, SESSION_IDLE_LIMIT_MS, Session, SessionLookup,
+    SignIn, Store, StudentView,
 };
 use crate::error::{Error, Result};
 use crate::live::event::{Audience, Bus, EvaluationEvent, Event, ParticipantEvent, ParticipantRow};
@@ -18,9 +20,9 @@ use async_trait::async_trait;
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use invigil_protocol::{
-    Access, Answer, AuditEntry, AuditKind, BlockedReason, Evaluation, InvalidationReason, OnTime,
-    Participation, ParticipationStatus, Phase, Question, Role, SaveAck, Timestamp, UpdateReason,
-    User,
+    Access, Answer, AuditEntry, AuditKind, BlockedReason, Evaluation, ImportReport,
+    InvalidationReason, OnTime, Participation, ParticipationStatus, Phase, Question, Role, SaveAck,
+    Timestamp, UpdateReason, User, UserSummary,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
@@ -32,6 +34,8 @@ use std::panic::AssertUnwindSafe;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+
+mod console;
 
 /// At most this many operations share one transaction.
 const MAX_BATCH: usize = 2048;
@@ -216,40 +220,6 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>, bus: &Bus)
 
 // ---- row mapping -------------------------------------------------------------------------------
 
-fn ts(ms: i64) -> Result<Timestamp> {
-    Timestamp::from_unix_ms(ms)
-        .ok_or_else(|| Error::internal(format!("stored time {ms} is out of range")))
-}
-
-fn opt_ts(ms: Option<i64>) -> Result<Option<Timestamp>> {
-    ms.map(ts).transpose()
-}
-
-fn role(text: &str) -> Result<Role> {
-    Ok(match text {
-        "student" => Role::Student,
-        "professor" => Role::Professor,
-        "admin" => Role::Admin,
-        other => return Err(Error::internal(format!("stored role `{other}` is unknown"))),
-    })
-}
-
-fn phase(text: &str) -> Result<Phase> {
-    Phase::parse(text).ok_or_else(|| Error::internal(format!("stored phase `{text}` is unknown")))
-}
-
-fn status(text: Option<&str>) -> Result<ParticipationStatus> {
-    match text {
-        None => Ok(ParticipationStatus::NotStarted),
-        Some(t) => ParticipationStatus::parse(t)
-            .ok_or_else(|| Error::internal(format!("stored status `{t}` is unknown"))),
-    }
-}
-
-fn blocked_reason(text: Option<&str>) -> Option<BlockedReason> {
-    text.and_then(BlockedReason::parse)
-}
-
 const USER_COLS: &str = "u.id, u.username, u.display_name, u.role";
 
 fn user_from(row: &SqliteRow) -> Result<User> {
@@ -269,18 +239,13 @@ fn evaluation_from(row: &SqliteRow) -> Result<EvaluationRecord> {
     let questions: String = row.try_get("questions")?;
     let questions: Vec<Question> = serde_json::from_str(&questions)
         .map_err(|e| Error::internal(format!("stored questions are not valid: {e}")))?;
-    let access: &str = row.try_get("access")?;
     Ok(EvaluationRecord {
         evaluation: Evaluation {
             id: row.try_get("e_id")?,
             title: row.try_get("title")?,
             phase: phase(row.try_get("phase")?)?,
             ends_at: opt_ts(row.try_get("ends_at")?)?,
-            access: if access == "open" {
-                Access::Open
-            } else {
-                Access::List
-            },
+            access: super::rows::access(row.try_get("access")?),
             owner: row.try_get("owner")?,
             questions,
         },
@@ -333,7 +298,8 @@ async fn load_participation(
 }
 
 const ROW_SELECT: &str = "SELECT u.id, u.username, u.display_name, p.status, p.blocked_reason, \
-     u.last_seen_at, (SELECT COUNT(*) FROM answers a WHERE a.evaluation_id = ?1 AND a.user_id = u.id) AS answered \
+     u.last_seen_at, (SELECT COUNT(*) FROM answers a WHERE a.evaluation_id = ?1 AND a.user_id = u.id) AS answered, \
+     (SELECT COUNT(*) FROM answers a WHERE a.evaluation_id = ?1 AND a.user_id = u.id AND a.late) AS late_answers \
      FROM users u LEFT JOIN participations p ON p.evaluation_id = ?1 AND p.user_id = u.id";
 
 fn participant_row_from(row: &SqliteRow) -> Result<ParticipantRow> {
@@ -346,6 +312,8 @@ fn participant_row_from(row: &SqliteRow) -> Result<ParticipantRow> {
         blocked_reason: blocked_reason(row.try_get("blocked_reason")?),
         last_seen: opt_ts(row.try_get("last_seen_at")?)?,
         answered: u32::try_from(answered).unwrap_or(u32::MAX),
+        late_answers: u32::try_from(row.try_get::<i64, _>("late_answers")?).unwrap_or(u32::MAX),
+        presence: None,
     })
 }
 
@@ -513,13 +481,7 @@ async fn revoke(
         return Ok(ids);
     }
     if user.role == Role::Student {
-        let detail = match reason {
-            InvalidationReason::SignedInElsewhere => {
-                "An earlier session was ended by a new sign-in."
-            }
-            InvalidationReason::SignedOut => "The student signed out.",
-            InvalidationReason::RevokedByAdmin => "An admin ended the student's sessions.",
-        };
+        let detail = rules::invalidation_detail(reason);
         for (evaluation_id, _) in sitting(conn, &user.id).await? {
             audit(
                 conn,
@@ -550,13 +512,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 fn check_owner_or_admin(record: &EvaluationRecord, actor: &User) -> Result<()> {
-    if actor.role == Role::Admin || record.owner_id == actor.id {
-        Ok(())
-    } else {
-        Err(Error::forbidden(
-            "Only the owner of this evaluation or an admin may change it.",
-        ))
-    }
+    rules::check_owner_or_admin(&record.owner_id, actor)
 }
 
 #[async_trait]
@@ -643,10 +599,10 @@ impl Store for SqliteStore {
                     return Ok(Vec::new());
                 }
                 let sitting = sitting(conn, &user.id).await?;
-                let device = sign_in.device.as_deref().unwrap_or("an unnamed device");
+                let detail = rules::sign_in_detail(sign_in.device.as_deref());
                 for (evaluation_id, _) in &sitting {
                     audit(conn, evaluation_id, AuditKind::SignedIn, Some(&user.username), Some(&user.username),
-                        &format!("Signed in on {device}.")).await?;
+                        &detail).await?;
                 }
                 let mut revocation = Vec::new();
                 let revoked = revoke(
@@ -674,20 +630,11 @@ impl Store for SqliteStore {
                     .execute(&mut *conn)
                     .await?;
                     audit(conn, &evaluation_id, AuditKind::Blocked, Some(&user.username), None,
-                        "Blocked: a second sign-in was detected while the evaluation was running.").await?;
+                        rules::SECOND_SIGN_IN_DETAIL).await?;
                     let record = must_evaluation(conn, &evaluation_id).await?;
                     participation_events(conn, &record, user, UpdateReason::Blocked, &mut blocks).await?;
                 }
-                // The student's own `blocked` updates go first, so that the connections of the
-                // sessions being revoked still hear of the block before SESSION_INVALIDATED closes
-                // them (no other connection of the student can exist yet). The board rows go
-                // after the revocation, so that they show those connections gone.
-                let (own, boards): (Vec<Event>, Vec<Event>) = blocks
-                    .into_iter()
-                    .partition(|e| matches!(e, Event::Evaluation(_)));
-                events.extend(own);
-                events.extend(revocation);
-                events.extend(boards);
+                events.extend(rules::sign_in_events(blocks, revocation));
                 Ok(revoked)
             })
         })
@@ -770,10 +717,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn presence(&self, session: &Session, presence: Presence) -> Result<()> {
-        if session.user.role != Role::Student {
+    async fn presence(&self, session: &Session, change: ConnectionChange) -> Result<()> {
+        // This node's hub is the one that knows who is connected: only its transitions matter,
+        // and a close that is not a loss (replaced, or the server stopping) is not recorded.
+        if session.user.role != Role::Student || !change.transition || change.quiet {
             return Ok(());
         }
+        let presence = change.presence;
         let session = session.clone();
         self.write(move |conn, events| {
             Box::pin(async move {
@@ -794,7 +744,7 @@ impl Store for SqliteStore {
                         let reconnect = before == Some(true);
                         (
                             reconnect.then_some(AuditKind::Reconnected),
-                            "The connection came back.",
+                            rules::RECONNECTED_DETAIL,
                         )
                     }
                     Presence::Disconnected => {
@@ -803,7 +753,7 @@ impl Store for SqliteStore {
                             .bind(now)
                             .execute(&mut *conn)
                             .await?;
-                        (Some(AuditKind::Disconnected), "The connection was lost.")
+                        (Some(AuditKind::Disconnected), rules::DISCONNECTED_DETAIL)
                     }
                 };
                 if let Some(kind) = kind {
@@ -852,6 +802,10 @@ impl Store for SqliteStore {
                     owner: owner.username.clone(),
                     questions: new.questions,
                 };
+                events.push(Event::StaffEvaluation {
+                    evaluation: evaluation.clone(),
+                    owner_id: owner.id.clone(),
+                });
                 if evaluation.access == Access::Open {
                     // Every student gains access to an open evaluation the moment it exists.
                     events.push(Event::Evaluation(EvaluationEvent::new(
@@ -935,17 +889,13 @@ impl Store for SqliteStore {
                 let mut record = must_evaluation(conn, &id).await?;
                 check_owner_or_admin(&record, &actor)?;
                 let from = record.evaluation.phase;
-                if !from.can_move_to(to) {
-                    return Err(Error::api(
-                        invigil_protocol::ErrorCode::InvalidTransition,
-                        format!("An evaluation cannot move from {from} to {to}."),
-                    ));
-                }
+                rules::check_transition(from, to)?;
                 sqlx::query("UPDATE evaluations SET phase = ?2 WHERE id = ?1")
                     .bind(&id)
                     .bind(to.as_str())
                     .execute(&mut *conn)
                     .await?;
+                console::record_phase(conn, &id, to).await?;
                 audit(
                     conn,
                     &id,
@@ -956,6 +906,7 @@ impl Store for SqliteStore {
                 )
                 .await?;
                 record.evaluation.phase = to;
+                events.push(console::staff_event(&record));
                 let audience = audience(conn, &record.evaluation).await?;
                 events.push(Event::Evaluation(EvaluationEvent::new(
                     UpdateReason::PhaseChanged,
@@ -985,11 +936,7 @@ impl Store for SqliteStore {
                     .bind(ends_at.map(Timestamp::unix_ms))
                     .execute(&mut *conn)
                     .await?;
-                let detail = match (record.evaluation.ends_at, ends_at) {
-                    (_, None) => "The end time was removed.".to_owned(),
-                    (None, Some(to)) => format!("The end time was set to {to}."),
-                    (Some(from), Some(to)) => format!("The end time changed from {from} to {to}."),
-                };
+                let detail = rules::ends_at_detail(record.evaluation.ends_at, ends_at);
                 audit(
                     conn,
                     &id,
@@ -1000,6 +947,7 @@ impl Store for SqliteStore {
                 )
                 .await?;
                 record.evaluation.ends_at = ends_at;
+                events.push(console::staff_event(&record));
                 let audience = audience(conn, &record.evaluation).await?;
                 events.push(Event::Evaluation(EvaluationEvent::new(
                     UpdateReason::EndsAtChanged,
@@ -1109,6 +1057,16 @@ impl Store for SqliteStore {
                             owner_id: record.owner_id.clone(),
                             row,
                         }));
+                    }
+                    // Those who never joined are participants no more.
+                    for user in &removed_users {
+                        if !console::joined(conn, &id, &user.id).await? {
+                            events.push(Event::ParticipantRemoved {
+                                evaluation_id: id.clone(),
+                                owner_id: record.owner_id.clone(),
+                                username: user.username.clone(),
+                            });
+                        }
                     }
                 }
                 let mut names: Vec<String> = students.iter().map(|u| u.username.clone()).collect();
@@ -1227,11 +1185,7 @@ impl Store for SqliteStore {
                 .bind(Timestamp::now().unix_ms())
                 .execute(&mut *conn)
                 .await?;
-                let note = note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
-                let detail = match note {
-                    Some(note) => format!("Unblocked by {}: {note}", actor.username),
-                    None => format!("Unblocked by {}.", actor.username),
-                };
+                let detail = rules::unblock_detail(&actor.username, note.as_deref());
                 audit(conn, &id, AuditKind::Unblocked, Some(&student.username), Some(&actor.username), &detail).await?;
                 participation_events(conn, &record, &student, UpdateReason::Unblocked, events).await
             })
@@ -1314,9 +1268,8 @@ impl Store for SqliteStore {
                 .await?
                 .ok_or_else(|| Error::not_found(format!("There is no evaluation `{}`.", answer.evaluation_id)))?;
                 let owner_id: String = row.try_get("owner_id")?;
-                let access: &str = row.try_get("access")?;
                 let eligible = rules::eligible(
-                    if access == "open" { Access::Open } else { Access::List },
+                    super::rows::access(row.try_get("access")?),
                     row.try_get("on_list")?,
                 );
                 rules::check_save(eligible, row.try_get("has_question")?, status(row.try_get("status")?)?)
@@ -1349,7 +1302,7 @@ impl Store for SqliteStore {
                        on_time_content = CASE ?8 WHEN 1 THEN answers.content WHEN 2 THEN answers.on_time_content END,
                        on_time_saved_at = CASE ?8 WHEN 1 THEN answers.saved_at WHEN 2 THEN answers.on_time_saved_at END,
                        revision = excluded.revision, content = excluded.content,
-                       saved_at = excluded.saved_at, late = excluded.late",
+                       saved_at = excluded.saved_at, late = excluded.late, source = NULL",
                 )
                 .bind(&answer.evaluation_id)
                 .bind(&student.id)
@@ -1363,9 +1316,10 @@ impl Store for SqliteStore {
                 .await?;
                 if late {
                     audit(conn, &answer.evaluation_id, AuditKind::LateAnswer, Some(&student.username), None,
-                        &format!("Late answer to question {} (revision {revision}).", answer.question_id)).await?;
+                        &rules::late_answer_detail(&answer.question_id, revision)).await?;
                 }
-                if stored.is_none() {
+                // The board counts answers and late answers.
+                if stored.is_none_or(|s| s.late != late) {
                     let row = participant_row(conn, &answer.evaluation_id, &student.id).await?;
                     events.push(Event::Participant(ParticipantEvent {
                         evaluation_id: answer.evaluation_id.clone(),
@@ -1414,6 +1368,53 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn users(&self) -> Result<Vec<UserSummary>> {
+        self.console_users().await
+    }
+
+    async fn create_accounts(&self, new: Vec<NewAccount>) -> Result<Vec<User>> {
+        self.console_create_accounts(new).await
+    }
+
+    async fn set_password(
+        &self,
+        user: &User,
+        password_hash: String,
+        revoke_sessions: bool,
+        _actor: &User,
+    ) -> Result<usize> {
+        self.console_set_password(user, password_hash, revoke_sessions)
+            .await
+    }
+
+    async fn edit_evaluation(
+        &self,
+        evaluation_id: &str,
+        edit: EvaluationEdit,
+        actor: &User,
+    ) -> Result<Evaluation> {
+        self.console_edit_evaluation(evaluation_id, edit, actor)
+            .await
+    }
+
+    async fn answer_records(
+        &self,
+        evaluation_id: &str,
+        student_id: Option<&str>,
+    ) -> Result<Vec<AnswerRecord>> {
+        self.console_answer_records(evaluation_id, student_id).await
+    }
+
+    async fn import_answers(
+        &self,
+        evaluation_id: &str,
+        import: AnswerImport,
+        actor: &User,
+    ) -> Result<ImportReport> {
+        self.console_import_answers(evaluation_id, import, actor)
+            .await
     }
 
     async fn close(&self) {

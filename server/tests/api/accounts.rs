@@ -8,7 +8,6 @@ use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::net::IpAddr;
-use std::path::Path;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -220,16 +219,6 @@ async fn assert_welcomed(socket: &mut Socket, session_id: &str) {
         } => assert_eq!(got, session_id),
         other => panic!("WELCOME first, got {other:?}"),
     }
-}
-
-/// Opens the (stopped) server's database directly. Only the session-expiry tests do this: the
-/// server offers no way to move its clock, and waiting 14 days is not an option.
-async fn database(path: &Path) -> sqlx::SqliteConnection {
-    use sqlx::Connection as _;
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
-    sqlx::SqliteConnection::connect_with(&options)
-        .await
-        .expect("the database opens")
 }
 
 // ---- creating users ------------------------------------------------------------------------
@@ -1301,12 +1290,7 @@ async fn ended_sessions_stay_ended_after_a_restart() {
 /// Lets `days` pass for every stored session: moves each one's last use back (the server must be
 /// stopped).
 async fn let_days_pass(app: &TestApp, days: i64) {
-    let mut db = database(&app.db_path()).await;
-    sqlx::query("UPDATE sessions SET last_used_at = last_used_at - ?1")
-        .bind(days * 24 * 3600 * 1000)
-        .execute(&mut db)
-        .await
-        .expect("the update runs");
+    app.move_sessions_back(days * 24 * 3600 * 1000).await;
 }
 
 #[tokio::test]

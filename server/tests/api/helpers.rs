@@ -3,6 +3,9 @@
 //!
 //! Waiting is always for an event (a line on stdout, a frame, a close), bounded by [`WAIT`] so that
 //! a broken server fails the test instead of hanging it; nothing sleeps to synchronise.
+//!
+//! The engine comes from `INVIGIL_TEST_ENGINE`: `postgres` gives every `TestApp` a fresh database
+//! on the server at `INVIGIL_TEST_POSTGRES_URL` (dropped with it); anything else, a SQLite file.
 
 #![allow(dead_code)]
 
@@ -13,6 +16,7 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
@@ -77,6 +81,7 @@ pub struct TestApp {
     dir: tempfile::TempDir,
     options: Options,
     admin: Option<Actor>,
+    postgres: Option<Arc<PgDatabase>>,
 }
 
 impl TestApp {
@@ -87,22 +92,78 @@ impl TestApp {
 
     /// A server with these options.
     pub async fn spawn_with(options: Options) -> Self {
+        let postgres = match engine() {
+            Engine::Sqlite => None,
+            Engine::Postgres => Some(Arc::new(PgDatabase::create().await.expect(
+                "INVIGIL_TEST_ENGINE=postgres needs INVIGIL_TEST_POSTGRES_URL to name a reachable server",
+            ))),
+        };
+        Self::spawn_on(postgres, options).await
+    }
+
+    /// A server on this PostgreSQL database (`None`: a fresh SQLite file): several servers on one
+    /// database make a cluster.
+    pub async fn spawn_on(postgres: Option<Arc<PgDatabase>>, options: Options) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let (child, addr) = start(&dir.path().join("invigil.db"), &options, dir.path()).await;
-        Self {
-            base: format!("http://{addr}"),
-            addr,
+        let mut app = Self {
+            base: String::new(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             http: reqwest::Client::builder().build().unwrap(),
-            child: Some(child),
+            child: None,
             dir,
             options,
             admin: None,
+            postgres,
+        };
+        app.restart().await;
+        app
+    }
+
+    /// The database file (SQLite).
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("invigil.db")
+    }
+
+    /// The `--database` URL.
+    pub fn database_url(&self) -> String {
+        match &self.postgres {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite://{}", self.db_path().display()),
         }
     }
 
-    /// The database file.
-    pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("invigil.db")
+    /// The PostgreSQL database, when the server runs on one.
+    pub fn postgres(&self) -> Option<Arc<PgDatabase>> {
+        self.postgres.clone()
+    }
+
+    /// Lets `ms` milliseconds pass for every stored session: moves each one's last use back (the
+    /// server must be stopped), on whichever engine the server runs.
+    pub async fn move_sessions_back(&self, ms: i64) {
+        use sqlx::Connection as _;
+        match &self.postgres {
+            Some(db) => {
+                let mut conn = sqlx::PgConnection::connect(&db.url)
+                    .await
+                    .expect("the database opens");
+                sqlx::query("UPDATE sessions SET last_used_at = last_used_at - $1")
+                    .bind(ms)
+                    .execute(&mut conn)
+                    .await
+                    .expect("the update runs");
+            }
+            None => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new().filename(self.db_path());
+                let mut conn = sqlx::SqliteConnection::connect_with(&options)
+                    .await
+                    .expect("the database opens");
+                sqlx::query("UPDATE sessions SET last_used_at = last_used_at - ?1")
+                    .bind(ms)
+                    .execute(&mut conn)
+                    .await
+                    .expect("the update runs");
+            }
+        }
     }
 
     /// The server's log so far (stderr).
@@ -138,7 +199,7 @@ impl TestApp {
         if self.child.is_some() {
             self.kill().await;
         }
-        let (child, addr) = start(&self.db_path(), &self.options, self.dir.path()).await;
+        let (child, addr) = start(&self.database_url(), &self.options, self.dir.path()).await;
         self.child = Some(child);
         self.addr = addr;
         self.base = format!("http://{addr}");
@@ -346,11 +407,7 @@ impl Drop for TestApp {
     }
 }
 
-async fn start(
-    db: &std::path::Path,
-    options: &Options,
-    dir: &std::path::Path,
-) -> (Child, SocketAddr) {
+async fn start(database: &str, options: &Options, dir: &std::path::Path) -> (Child, SocketAddr) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -360,7 +417,7 @@ async fn start(
         .arg("--listen")
         .arg("127.0.0.1:0")
         .arg("--database")
-        .arg(format!("sqlite://{}", db.display()))
+        .arg(database)
         .arg("--heartbeat-ms")
         .arg(options.heartbeat_ms.to_string())
         .args(&options.args)
@@ -616,32 +673,41 @@ impl Socket {
     /// close.
     pub async fn next_alive(&mut self) -> ServerMessage {
         let keep = std::mem::replace(&mut self.keep_heartbeats, true);
-        let message = loop {
-            match self.receive().await {
-                Received::Message(ServerMessage::Heartbeat { .. }) => {
-                    self.send(&ClientMessage::Heartbeat).await;
-                }
-                Received::Message(m) => break m,
-                Received::Closed(code) => {
-                    panic!("the socket closed ({code:?}) while a message was expected")
+        let message = tokio::time::timeout(WAIT, async {
+            loop {
+                match self.receive().await {
+                    Received::Message(ServerMessage::Heartbeat { .. }) => {
+                        self.send(&ClientMessage::Heartbeat).await;
+                    }
+                    Received::Message(m) => break m,
+                    Received::Closed(code) => {
+                        panic!("the socket closed ({code:?}) while a message was expected")
+                    }
                 }
             }
-        };
+        })
+        .await
+        .expect("a message other than a heartbeat arrives in time");
         self.keep_heartbeats = keep;
         message
     }
 
-    /// [`until`](Self::until), answering heartbeats as [`next_alive`](Self::next_alive) does.
+    /// [`until`](Self::until), answering heartbeats as [`next_alive`](Self::next_alive) does;
+    /// the whole wait is bounded by [`WAIT`], since heartbeats alone never end it.
     pub async fn until_alive(
         &mut self,
         mut pred: impl FnMut(&ServerMessage) -> bool,
     ) -> ServerMessage {
-        loop {
-            let m = self.next_alive().await;
-            if pred(&m) {
-                return m;
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let m = self.next_alive().await;
+                if pred(&m) {
+                    return m;
+                }
             }
-        }
+        })
+        .await
+        .expect("the awaited message arrives in time")
     }
 
     /// Closes from the client side (1000) and returns the code of the server's closing answer.
@@ -815,5 +881,166 @@ impl Socket {
         })
         .await
         .expect("the server receives what was sent in time");
+    }
+}
+
+// ---- the database engine -----------------------------------------------------------------------
+
+/// The engine test servers run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// A SQLite file per server (the default).
+    Sqlite,
+    /// A fresh PostgreSQL database per server (`INVIGIL_TEST_ENGINE=postgres`).
+    Postgres,
+}
+
+/// The engine named by `INVIGIL_TEST_ENGINE`.
+pub fn engine() -> Engine {
+    match std::env::var("INVIGIL_TEST_ENGINE").as_deref() {
+        Ok("postgres") => Engine::Postgres,
+        _ => Engine::Sqlite,
+    }
+}
+
+/// A fresh database on the PostgreSQL server of `INVIGIL_TEST_POSTGRES_URL`, dropped (with every
+/// connection to it) when the last holder lets go.
+pub struct PgDatabase {
+    /// Its URL, for `--database`.
+    pub url: String,
+    name: String,
+    admin: String,
+}
+
+impl PgDatabase {
+    /// Creates one; `None` (with a line saying why) when the URL is unset or the server cannot be
+    /// reached.
+    pub async fn create() -> Option<Self> {
+        use sqlx::Connection as _;
+        let Ok(admin) = std::env::var("INVIGIL_TEST_POSTGRES_URL") else {
+            eprintln!("INVIGIL_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        let mut conn = match tokio::time::timeout(WAIT, sqlx::PgConnection::connect(&admin)).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                eprintln!("PostgreSQL at INVIGIL_TEST_POSTGRES_URL is unreachable: {e}");
+                return None;
+            }
+            Err(_) => {
+                eprintln!("PostgreSQL at INVIGIL_TEST_POSTGRES_URL did not answer in time");
+                return None;
+            }
+        };
+        let name = format!("invigil_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("CREATE DATABASE");
+        let _ = conn.close().await;
+        Some(Self {
+            url: with_database(&admin, &name),
+            name,
+            admin,
+        })
+    }
+}
+
+impl PgDatabase {
+    /// Ends every connection to this database, as a restart of PostgreSQL would; returns how
+    /// many there were.
+    pub async fn terminate_connections(&self) -> usize {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&self.admin)
+            .await
+            .expect("the PostgreSQL server answers");
+        let ended: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&self.name)
+        .fetch_all(&mut conn)
+        .await
+        .expect("the connections end");
+        let _ = conn.close().await;
+        ended.into_iter().filter(|e| *e).count()
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop runs inside the test's runtime, which must not block on itself: drop the database
+        // from a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                use sqlx::Connection as _;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                    let _ = conn.close().await;
+                }
+            });
+        });
+        let _ = dropped.join();
+    }
+}
+
+/// `url` naming the database `name` instead of its own.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{root}/{name}?{query}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+// ---- The console's additions: raw frames and sockets that ask for additions ----
+
+impl Socket {
+    /// The text of the next text frame, whatever it holds (the console's added message types
+    /// are not [`ServerMessage`]s); `None` once the socket has closed.
+    pub async fn receive_text(&mut self) -> Option<String> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match self.ws.next().await {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
+                    Some(Ok(Message::Text(text))) => return Some(text.as_str().to_owned()),
+                    Some(Ok(_)) => continue,
+                }
+            }
+        })
+        .await
+        .expect("the server sends something in time")
+    }
+}
+
+impl TestApp {
+    /// Opens the live socket with `?additions=1` (the console's added message types) and reads
+    /// the snapshot.
+    pub async fn console_socket(&self, actor: &Actor) -> Socket {
+        let mut request = format!("ws://{}/api/ws?additions=1", self.addr)
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", actor.token).parse().unwrap(),
+        );
+        let mut socket = Socket::connect(request).await.expect("the socket opens");
+        socket.snapshot().await;
+        socket
     }
 }

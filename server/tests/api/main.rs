@@ -7,6 +7,8 @@ mod helpers;
 
 mod accounts;
 mod answers;
+mod cluster;
+mod console;
 mod durability;
 mod evaluations;
 mod live;

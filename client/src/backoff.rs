@@ -1,0 +1,120 @@
+//! Reconnection delays: exponential backoff with full jitter.
+//!
+//! After the `n`-th failed attempt in a row the engine waits a uniformly random time in
+//! `[0, min(cap, base × 2ⁿ)]`. The randomness spreads a room of students whose connections were
+//! lost together (the server restarted, the Wi-Fi dropped) so that they do not come back in
+//! lockstep; the cap keeps a student from waiting long once the server is back.
+
+use rand::Rng;
+use std::time::Duration;
+
+/// The first ceiling: about half a second.
+pub const BASE: Duration = Duration::from_millis(500);
+/// The largest ceiling.
+pub const CAP: Duration = Duration::from_secs(10);
+
+/// The state of one run of reconnection attempts.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    failures: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new(BASE, CAP)
+    }
+}
+
+impl Backoff {
+    /// Backoff from `base` growing to `cap`.
+    pub fn new(base: Duration, cap: Duration) -> Self {
+        Self {
+            base,
+            cap,
+            failures: 0,
+        }
+    }
+
+    /// The ceiling of the next delay: `min(cap, base × 2^failures)`.
+    pub fn ceiling(&self) -> Duration {
+        let factor = 1u32.checked_shl(self.failures.min(31)).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.cap)
+    }
+
+    /// The delay before the next attempt, drawn with `rng`; counts one more failure.
+    pub fn next_delay(&mut self, rng: &mut impl Rng) -> Duration {
+        let ceiling = self.ceiling();
+        self.failures = self.failures.saturating_add(1);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rng.random_range(0..=millis))
+    }
+
+    /// Starts over after a connection succeeded.
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    /// Failed attempts since the last success.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    #[test]
+    fn the_ceiling_doubles_from_half_a_second_to_ten_seconds() {
+        let mut backoff = Backoff::default();
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut ceilings = Vec::new();
+        for _ in 0..8 {
+            ceilings.push(backoff.ceiling().as_millis());
+            backoff.next_delay(&mut rng);
+        }
+        assert_eq!(
+            ceilings,
+            [500, 1000, 2000, 4000, 8000, 10_000, 10_000, 10_000]
+        );
+        for _ in 0..100 {
+            backoff.next_delay(&mut rng);
+        }
+        assert_eq!(backoff.ceiling(), CAP);
+    }
+
+    #[test]
+    fn delays_stay_under_their_ceiling_and_spread_over_it() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let delays: Vec<Duration> = (0..1000)
+            .map(|_| {
+                let mut b = Backoff::default();
+                for _ in 0..5 {
+                    b.next_delay(&mut rng);
+                }
+                b.next_delay(&mut rng)
+            })
+            .collect();
+        assert!(delays.iter().all(|d| *d <= CAP));
+        // Full jitter: a room of clients spreads over the whole interval, not in lockstep.
+        let early = delays.iter().filter(|d| d.as_millis() < 3_000).count();
+        let late = delays.iter().filter(|d| d.as_millis() > 7_000).count();
+        assert!(early > 200 && late > 200, "early {early}, late {late}");
+    }
+
+    #[test]
+    fn a_success_starts_over() {
+        let mut backoff = Backoff::default();
+        let mut rng = StdRng::seed_from_u64(3);
+        for _ in 0..4 {
+            backoff.next_delay(&mut rng);
+        }
+        backoff.reset();
+        assert_eq!(backoff.failures(), 0);
+        assert_eq!(backoff.ceiling(), BASE);
+    }
+}

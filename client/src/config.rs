@@ -1,0 +1,168 @@
+//! Where the engine talks to and keeps its data: one typed struct, read from the environment as
+//! the contract's appendix says (`INVIGIL_SERVER_URL`, `INVIGIL_DATA_DIR`).
+
+use crate::error::{Error, Result};
+use reqwest::Url;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// The server used when `INVIGIL_SERVER_URL` is not set.
+pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:8080";
+
+/// A server's base URL, `http(s)://host[:port][/prefix]`, without a trailing slash.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ServerUrl(Url);
+
+impl ServerUrl {
+    /// Parses and normalises a base URL; only `http` and `https` are accepted.
+    pub fn parse(text: &str) -> Result<Self> {
+        let trimmed = text.trim();
+        let mut url = Url::parse(trimmed).map_err(|_| Error::InvalidServerUrl(text.to_owned()))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(Error::InvalidServerUrl(text.to_owned()));
+        }
+        url.set_query(None);
+        url.set_fragment(None);
+        let path = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&path);
+        Ok(Self(url))
+    }
+
+    /// The base URL as text, e.g. `http://127.0.0.1:8080`.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str().trim_end_matches('/')
+    }
+
+    /// The URL of an API path such as `/api/login`.
+    pub fn join(&self, path: &str) -> String {
+        format!("{}{path}", self.as_str())
+    }
+
+    /// The live socket's URL (`ws://…/api/ws` or `wss://…/api/ws`).
+    pub fn socket(&self) -> String {
+        let base = self.as_str();
+        let rest = base
+            .strip_prefix("https://")
+            .map(|r| format!("wss://{r}"))
+            .or_else(|| base.strip_prefix("http://").map(|r| format!("ws://{r}")))
+            .unwrap_or_else(|| base.to_owned());
+        format!("{rest}/api/ws")
+    }
+
+    /// Whether the server is on this machine, so that the OS's network state does not matter.
+    pub fn is_loopback(&self) -> bool {
+        let Some(host) = self.0.host_str() else {
+            return false;
+        };
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        match bare.parse::<IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => bare.eq_ignore_ascii_case("localhost"),
+        }
+    }
+
+    /// A file-name-safe key naming this server in the data folder.
+    pub fn storage_key(&self) -> String {
+        crate::outbox::encode_name(self.as_str())
+    }
+}
+
+impl fmt::Display for ServerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for ServerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServerUrl({})", self.as_str())
+    }
+}
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The server signed in to when the student does not name another.
+    pub server_url: ServerUrl,
+    /// Where the outbox, the session note and the evaluation cache live.
+    pub data_dir: PathBuf,
+    /// A label for this device, sent with sign-in and shown to staff.
+    pub device: String,
+}
+
+impl ClientConfig {
+    /// A configuration for `server_url` keeping its data in `data_dir`.
+    pub fn new(server_url: ServerUrl, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            server_url,
+            data_dir: data_dir.into(),
+            device: device_name(),
+        }
+    }
+
+    /// Reads `INVIGIL_SERVER_URL` (default [`DEFAULT_SERVER_URL`]) and `INVIGIL_DATA_DIR`
+    /// (default `default_data_dir`, the platform's app-data folder).
+    pub fn from_env(default_data_dir: &Path) -> Result<Self> {
+        let url = std::env::var("INVIGIL_SERVER_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_SERVER_URL.to_owned());
+        let data_dir = std::env::var_os("INVIGIL_DATA_DIR")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| default_data_dir.to_owned());
+        Ok(Self::new(ServerUrl::parse(&url)?, data_dir))
+    }
+}
+
+/// This machine's name, or `desktop` when the OS does not say.
+fn device_name() -> String {
+    #[cfg(unix)]
+    {
+        if let Ok(name) = nix::unistd::gethostname()
+            && let Some(name) = name.to_str().filter(|n| !n.is_empty())
+        {
+            return name.to_owned();
+        }
+    }
+    std::env::var("COMPUTERNAME").unwrap_or_else(|_| "desktop".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls_are_normalised_and_name_their_socket() {
+        let url = ServerUrl::parse(" http://127.0.0.1:8080/ ").unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:8080");
+        assert_eq!(url.join("/api/login"), "http://127.0.0.1:8080/api/login");
+        assert_eq!(url.socket(), "ws://127.0.0.1:8080/api/ws");
+        let tls = ServerUrl::parse("https://exams.example.org/invigil/").unwrap();
+        assert_eq!(tls.socket(), "wss://exams.example.org/invigil/api/ws");
+    }
+
+    #[test]
+    fn only_http_urls_with_a_host_are_servers() {
+        assert!(ServerUrl::parse("ftp://x").is_err());
+        assert!(ServerUrl::parse("127.0.0.1:8080").is_err());
+        assert!(ServerUrl::parse("").is_err());
+    }
+
+    #[test]
+    fn loopback_servers_are_recognised() {
+        assert!(
+            ServerUrl::parse("http://127.0.0.1:1")
+                .unwrap()
+                .is_loopback()
+        );
+        assert!(
+            ServerUrl::parse("http://localhost:1")
+                .unwrap()
+                .is_loopback()
+        );
+        assert!(ServerUrl::parse("http://[::1]:1").unwrap().is_loopback());
+        assert!(!ServerUrl::parse("http://10.0.0.1").unwrap().is_loopback());
+    }
+}

@@ -1,0 +1,412 @@
+//! The live socket: one connection at a time, heartbeats both ways, a lost connection detected
+//! after 3 × `heartbeat_ms` of silence, and reconnection with full-jitter backoff until the
+//! session ends.
+//!
+//! Server frames are handled under the engine's lock in [`handle`], an exhaustive `match` over
+//! the contract's [`ServerMessage`].
+
+use crate::backoff::Backoff;
+use crate::clock::monotonic_now;
+use crate::config::ServerUrl;
+use crate::engine::{Held, Link, Shared, Token, ended_reason, evaluation_views, server_now_ms};
+use crate::network::{Offline, classify, os_has_network};
+use crate::outbox::Key;
+use crate::view::{ConnectionState, Event};
+use futures_util::{SinkExt, StreamExt};
+use invigil_protocol::{
+    ClientMessage, ErrorCode, ParticipationStatus, Phase, ServerMessage, close,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Frames waiting to be written to the socket.
+const OUTGOING_QUEUE: usize = 1024;
+/// How often the OS is asked whether the network came back while there is none.
+const NETWORK_POLL: Duration = Duration::from_secs(1);
+
+static CONNECTIONS: AtomicU64 = AtomicU64::new(1);
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Why a connection ended.
+enum Ended {
+    /// The session is over; stop.
+    Invalidated(String),
+    /// The connection is lost; try again.
+    Lost(String),
+}
+
+/// Why a connection could not be opened.
+enum Failure {
+    /// The server refused the token.
+    Refused(Option<ErrorCode>),
+    /// Anything else: try again.
+    Transport(String),
+}
+
+/// Holds the connection of one session until it ends.
+pub(crate) async fn run(shared: Arc<Shared>, server: ServerUrl, token: Token) {
+    let mut backoff = Backoff::default();
+    loop {
+        let silence = {
+            let state = shared.lock();
+            Duration::from_millis(state.heartbeat_ms * 3)
+        };
+        let failure = match connect(&server, &token, silence).await {
+            Ok((socket, rtt)) => {
+                let (ended, welcomed) = serve(&shared, socket, rtt).await;
+                if welcomed {
+                    backoff.reset();
+                }
+                match ended {
+                    Ended::Invalidated(reason) => {
+                        shared.end_session(reason).await;
+                        return;
+                    }
+                    Ended::Lost(detail) => detail,
+                }
+            }
+            Err(Failure::Refused(code)) => {
+                shared.end_session(ended_reason(code)).await;
+                return;
+            }
+            Err(Failure::Transport(detail)) => detail,
+        };
+        let offline = classify(&server, os_has_network);
+        {
+            let mut state = shared.lock();
+            let new = match offline {
+                Offline::NoNetwork => ConnectionState::NoNetwork,
+                Offline::Unreachable => ConnectionState::Unreachable,
+            };
+            tracing::info!(state = ?new, detail = %failure, "not connected");
+            shared.set_connection(&mut state, new, Some(failure));
+        }
+        let delay = backoff.next_delay(&mut rand::rng());
+        wait(delay, offline, &server).await;
+    }
+}
+
+/// Waits `delay` before the next attempt; while the OS has no network, stops waiting as soon as
+/// it has one again.
+async fn wait(delay: Duration, offline: Offline, server: &ServerUrl) {
+    let until = Instant::now() + delay;
+    if offline == Offline::Unreachable {
+        tokio::time::sleep_until(until).await;
+        return;
+    }
+    while Instant::now() < until {
+        tokio::time::sleep_until(until.min(Instant::now() + NETWORK_POLL)).await;
+        if classify(server, os_has_network) == Offline::Unreachable {
+            return;
+        }
+    }
+}
+
+/// Opens the socket (token in the `Authorization` header) and measures the round trip: the
+/// shorter of the TCP handshake and the WebSocket upgrade, each one round trip.
+async fn connect(
+    server: &ServerUrl,
+    token: &Token,
+    limit: Duration,
+) -> Result<(Socket, Duration), Failure> {
+    let attempt = async {
+        let url =
+            reqwest::Url::parse(&server.socket()).map_err(|e| Failure::Transport(e.to_string()))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| Failure::Transport("the server URL has no host".into()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| Failure::Transport("the server URL has no port".into()))?;
+        let mut request = server
+            .socket()
+            .into_client_request()
+            .map_err(|e| Failure::Transport(e.to_string()))?;
+        let bearer = format!("Bearer {}", token.0)
+            .parse()
+            .map_err(|_| Failure::Transport("the token is not a header value".into()))?;
+        request.headers_mut().insert("authorization", bearer);
+
+        let started = Instant::now();
+        let tcp = TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| Failure::Transport(e.to_string()))?;
+        let tcp_rtt = started.elapsed();
+        let _ = tcp.set_nodelay(true);
+        let upgrading = Instant::now();
+        match tokio_tungstenite::client_async_tls_with_config(request, tcp, None, None).await {
+            Ok((socket, _)) => Ok((socket, tcp_rtt.min(upgrading.elapsed()))),
+            Err(tungstenite::Error::Http(response)) => {
+                let status = response.status();
+                if status == reqwest::StatusCode::UNAUTHORIZED {
+                    let code = response
+                        .body()
+                        .as_deref()
+                        .and_then(|b| serde_json::from_slice::<invigil_protocol::ErrorBody>(b).ok())
+                        .map(|b| b.error.code);
+                    Err(Failure::Refused(code))
+                } else {
+                    Err(Failure::Transport(format!(
+                        "the server answered HTTP {status}"
+                    )))
+                }
+            }
+            Err(e) => Err(Failure::Transport(e.to_string())),
+        }
+    };
+    match tokio::time::timeout(limit, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(Failure::Transport(format!(
+            "no answer within {} s",
+            limit.as_secs()
+        ))),
+    }
+}
+
+/// What a frame means for the connection loop.
+enum Flow {
+    Continue,
+    EvaluationsChanged,
+    Welcomed { heartbeat: Duration },
+    Invalidated(String),
+}
+
+/// Runs one open socket until it ends; returns why, and whether `WELCOME` was received.
+async fn serve(shared: &Arc<Shared>, socket: Socket, rtt: Duration) -> (Ended, bool) {
+    let id = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::channel::<ClientMessage>(OUTGOING_QUEUE);
+    let mut heartbeat = {
+        let mut state = shared.lock();
+        state.link = Some(Link {
+            id,
+            tx,
+            inflight: Default::default(),
+        });
+        Duration::from_millis(state.heartbeat_ms)
+    };
+    let (mut sink, mut stream) = socket.split();
+    let mut heard = Instant::now() + heartbeat * 3;
+    let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    let mut welcomed = false;
+    let mut invalidation: Option<String> = None;
+
+    let ended = loop {
+        tokio::select! {
+            biased;
+            _ = tokio::time::sleep_until(heard) => {
+                break Ended::Lost(format!("nothing heard from the server for {} s", (heartbeat * 3).as_secs_f32()));
+            }
+            frame = stream.next() => {
+                let received = monotonic_now();
+                heard = Instant::now() + heartbeat * 3;
+                match frame {
+                    None => break Ended::Lost("the server closed the connection".into()),
+                    Some(Err(e)) => break Ended::Lost(e.to_string()),
+                    Some(Ok(Message::Text(text))) => {
+                        let message = match serde_json::from_str::<ServerMessage>(text.as_str()) {
+                            Ok(m) => m,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "a frame that is not a contract message");
+                                continue;
+                            }
+                        };
+                        match handle(shared, id, message, received, rtt) {
+                            Flow::Continue => {}
+                            Flow::EvaluationsChanged => shared.save_cache().await,
+                            Flow::Welcomed { heartbeat: h } => {
+                                welcomed = true;
+                                heartbeat = h;
+                                heard = Instant::now() + heartbeat * 3;
+                                ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+                            }
+                            Flow::Invalidated(reason) => {
+                                // Close 4001 follows; the session is over either way.
+                                invalidation = Some(reason);
+                                break Ended::Invalidated(invalidation.clone().unwrap_or_default());
+                            }
+                        }
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        let code = frame.as_ref().map(|f| u16::from(f.code));
+                        if code == Some(close::SESSION_INVALIDATED) {
+                            break Ended::Invalidated(invalidation.take().unwrap_or_else(|| "session_invalidated".into()));
+                        }
+                        let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                        break Ended::Lost(match code {
+                            Some(code) => format!("the server closed the connection ({code} {reason})"),
+                            None => "the server closed the connection".into(),
+                        });
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+            Some(message) = rx.recv() => {
+                let text = serde_json::to_string(&message).expect("client messages serialize");
+                match tokio::time::timeout_at(heard, sink.send(Message::text(text))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => break Ended::Lost(e.to_string()),
+                    Err(_) => break Ended::Lost("the server stopped reading".into()),
+                }
+            }
+            _ = ticker.tick() => {
+                let text = serde_json::to_string(&ClientMessage::Heartbeat).expect("client messages serialize");
+                match tokio::time::timeout_at(heard, sink.send(Message::text(text))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => break Ended::Lost(e.to_string()),
+                    Err(_) => break Ended::Lost("the server stopped reading".into()),
+                }
+                // Saves that could not be queued (or that the server failed) go out again.
+                let mut state = shared.lock();
+                if state.link.as_ref().is_some_and(|l| l.id == id) {
+                    shared.send_pending(&mut state, None, false);
+                }
+            }
+        }
+    };
+    {
+        let mut state = shared.lock();
+        if state.link.as_ref().is_some_and(|l| l.id == id) {
+            state.link = None;
+        }
+        state.snapshot = None;
+    }
+    let close = Message::Close(Some(tungstenite::protocol::CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }));
+    let _ = tokio::time::timeout(Duration::from_millis(200), sink.send(close)).await;
+    (ended, welcomed)
+}
+
+/// Handles one server frame under the engine's lock.
+fn handle(
+    shared: &Shared,
+    id: u64,
+    message: ServerMessage,
+    received: Duration,
+    rtt: Duration,
+) -> Flow {
+    let mut state = shared.lock();
+    let state = &mut *state;
+    if state.link.as_ref().is_none_or(|l| l.id != id) {
+        return Flow::Continue;
+    }
+    match message {
+        ServerMessage::Welcome {
+            session_id,
+            user,
+            server_time,
+            heartbeat_ms,
+        } => {
+            state.clock.set_rtt(rtt);
+            state.clock.record(server_time, received);
+            state.heartbeat_ms = heartbeat_ms.max(1);
+            state.snapshot = Some(Default::default());
+            if let Some(active) = state.session.as_mut() {
+                if active.session_id != session_id {
+                    tracing::warn!("the server named another session than the one signed in");
+                }
+                active.user = user;
+            }
+            tracing::info!(heartbeat_ms, rtt_ms = rtt.as_millis() as u64, "connected");
+            shared.set_connection(state, ConnectionState::Online, None);
+            shared.emit(Event::Clock {
+                server_now_ms: server_now_ms(state),
+            });
+            // Every answer still waiting goes out once on the new socket.
+            shared.send_pending(state, None, true);
+            Flow::Welcomed {
+                heartbeat: Duration::from_millis(state.heartbeat_ms),
+            }
+        }
+        ServerMessage::EvaluationUpdate {
+            reason,
+            evaluation,
+            participation,
+        } => {
+            let evaluation_id = evaluation.id.clone();
+            let answering = participation.access
+                && participation.status == ParticipationStatus::InProgress
+                && evaluation.phase == Phase::InProgress;
+            tracing::debug!(?reason, evaluation = %evaluation_id, "evaluation update");
+            state.evaluations.insert(
+                evaluation_id.clone(),
+                Held {
+                    evaluation,
+                    participation,
+                },
+            );
+            let flow = if let Some(names) = state.snapshot.as_mut() {
+                names.insert(evaluation_id.clone());
+                Flow::Continue
+            } else {
+                shared.emit(Event::Evaluations(evaluation_views(state)));
+                shared.wake_deadlines.notify_one();
+                Flow::EvaluationsChanged
+            };
+            if answering {
+                // Unblocked (or let back in): what was refused goes again.
+                shared.send_pending(state, Some(&evaluation_id), true);
+            }
+            flow
+        }
+        ServerMessage::SnapshotEnd => {
+            if let Some(names) = state.snapshot.take() {
+                state.evaluations.retain(|id, _| names.contains(id));
+            }
+            shared.emit(Event::Evaluations(evaluation_views(state)));
+            shared.wake_deadlines.notify_one();
+            Flow::EvaluationsChanged
+        }
+        ServerMessage::SessionInvalidated { reason } => Flow::Invalidated(reason.as_str().into()),
+        ServerMessage::AnswerAck {
+            evaluation_id,
+            question_id,
+            revision,
+            late,
+        } => {
+            shared.acknowledged(state, Key::new(evaluation_id, question_id), revision, late);
+            Flow::Continue
+        }
+        ServerMessage::AnswerRejected {
+            evaluation_id,
+            question_id,
+            revision,
+            code,
+        } => {
+            shared.rejected(state, Key::new(evaluation_id, question_id), revision, code);
+            Flow::Continue
+        }
+        ServerMessage::ParticipantUpdate { .. } => Flow::Continue,
+        ServerMessage::Heartbeat { server_time } => {
+            state.clock.record(server_time, received);
+            shared.emit(Event::Clock {
+                server_now_ms: server_now_ms(state),
+            });
+            Flow::Continue
+        }
+        ServerMessage::Error { code, message } => {
+            tracing::warn!(%code, %message, "the server reported an error");
+            if code == ErrorCode::Internal {
+                // The server could not store a save and does not say which: everything on its
+                // way is sent again at the next heartbeat.
+                if let Some(link) = state.link.as_mut() {
+                    link.inflight.clear();
+                }
+            }
+            Flow::Continue
+        }
+    }
+}

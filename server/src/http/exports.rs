@@ -1,0 +1,124 @@
+//! Files in and out of an evaluation (owner and admins): the answers and the audit log as CSV, and
+//! imports of the answers-export file the desktop app writes when a session ended before its
+//! answers reached the server.
+
+use super::evaluations::owned;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::{Error, Result};
+use crate::files::{self, AuditFilter};
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use invigil_protocol::ImportReport;
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/evaluations/{id}/exports/answers.csv",
+            get(answers_csv),
+        )
+        .route("/api/evaluations/{id}/exports/audit.csv", get(audit_csv))
+        .route(
+            "/api/evaluations/{id}/imports/answers",
+            post(import_answers),
+        )
+}
+
+/// The audit filters of a query string, or a contract error naming what is wrong.
+pub fn audit_filter(
+    query: std::result::Result<Query<AuditFilter>, QueryRejection>,
+) -> Result<Query<AuditFilter>> {
+    query.map_err(|e| {
+        Error::bad_request(format!(
+            "The filters are not valid ({}): use kind, username, actor, since and until (times as \
+             2026-11-22T09:00:00.000Z).",
+            e.body_text()
+        ))
+    })
+}
+
+/// A CSV download.
+fn csv_download(name: &str, body: String) -> Result<Response> {
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+        .map_err(Error::internal)?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[tracing::instrument(skip_all, fields(evaluation_id = %id))]
+async fn answers_csv(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let record = owned(&state, &caller, &id).await?;
+    let participants = state.store.participants(&id).await?;
+    let records = state.store.answer_records(&id, None).await?;
+    let body = files::answers_csv(&record.evaluation, &participants, &records)?;
+    csv_download(
+        &files::download_name(&record.evaluation.title, "answers.csv"),
+        body,
+    )
+}
+
+#[tracing::instrument(skip_all, fields(evaluation_id = %id))]
+async fn audit_csv(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    filter: std::result::Result<Query<AuditFilter>, QueryRejection>,
+) -> Result<Response> {
+    let Query(filter) = audit_filter(filter)?;
+    let record = owned(&state, &caller, &id).await?;
+    let entries: Vec<_> = state
+        .store
+        .audit(&id)
+        .await?
+        .into_iter()
+        .filter(|e| filter.keeps(e))
+        .collect();
+    csv_download(
+        &files::download_name(&record.evaluation.title, "audit.csv"),
+        files::audit_csv(&entries)?,
+    )
+}
+
+#[tracing::instrument(skip_all, fields(evaluation_id = %id, bytes = body.len()))]
+async fn import_answers(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<ImportReport>> {
+    owned(&state, &caller, &id).await?;
+    let (import, mut skipped) = files::parse_device_export(&body, &id)?;
+    let mut report = state
+        .store
+        .import_answers(&id, import, caller.user())
+        .await?;
+    skipped.append(&mut report.skipped);
+    report.skipped = skipped;
+    tracing::info!(
+        stored = report.stored.len(),
+        skipped = report.skipped.len(),
+        username = %report.username,
+        "answers imported"
+    );
+    Ok(Json(report))
+}

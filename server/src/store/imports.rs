@@ -1,0 +1,156 @@
+//! Answers imported by staff from the desktop app's answers-export file: the decisions every engine
+//! takes inside the import's transaction, as pure functions.
+//!
+//! An imported answer is judged as the student's own save would have been when it was written on
+//! the device: late if written after the end, or while the evaluation was not running (from its
+//! phase history). It is stored only if its revision is higher than the stored one, so a newer
+//! revision that did reach the server is never replaced, and a late import never replaces the last
+//! on-time revision (the late rule of the contract, [`rules::decide_save`]).
+
+use super::rules::{self, OnTimeAction, SaveDecision, Stored};
+use invigil_protocol::{Phase, Timestamp};
+
+/// The phase an evaluation was in at `at`, from the phases it entered (oldest first). Before its
+/// first change an evaluation is a draft; with no history at all (an evaluation older than the
+/// history), its current phase is the best there is.
+pub fn phase_at(history: &[(Timestamp, Phase)], at: Timestamp, current: Phase) -> Phase {
+    if history.is_empty() {
+        return current;
+    }
+    history
+        .iter()
+        .take_while(|(when, _)| *when <= at)
+        .last()
+        .map_or(Phase::Draft, |(_, phase)| *phase)
+}
+
+/// Whether an answer written at `edited_at` is late: after the end, or while not running.
+pub fn late_when_written(
+    history: &[(Timestamp, Phase)],
+    current: Phase,
+    ends_at: Option<Timestamp>,
+    edited_at: Timestamp,
+) -> bool {
+    rules::is_late(phase_at(history, edited_at, current), ends_at, edited_at)
+}
+
+/// What to do with one imported answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportDecision {
+    /// Store it, with what becomes of the kept on-time revision.
+    Store(OnTimeAction),
+    /// Leave what is stored; the sentence says why.
+    Skip(String),
+}
+
+/// Stores an answer only over an older revision.
+pub fn decide(stored: Option<Stored>, revision: u64, late: bool) -> ImportDecision {
+    match rules::decide_save(stored, revision, late) {
+        SaveDecision::Keep { revision: kept, .. } if kept == revision => ImportDecision::Skip(
+            format!("The server already has revision {kept} of this answer."),
+        ),
+        SaveDecision::Keep { revision: kept, .. } => ImportDecision::Skip(format!(
+            "The server already has a newer revision ({kept}) of this answer."
+        )),
+        SaveDecision::Write { on_time, .. } => ImportDecision::Store(on_time),
+    }
+}
+
+/// The `source` of an imported answer.
+pub fn source(device: &str, actor: &str, at: Timestamp) -> String {
+    format!("imported from device \"{device}\" by {actor} at {at}")
+}
+
+/// The audit sentence of an imported answer.
+pub fn audit_detail(
+    question_id: &str,
+    revision: u64,
+    late: bool,
+    edited_at: Timestamp,
+    source: &str,
+) -> String {
+    let late = if late { " It is late." } else { "" };
+    format!(
+        "Answer to question {question_id} (revision {revision}, written on the device at \
+         {edited_at}) {source}.{late}"
+    )
+}
+
+/// Why nothing of a student's file could be stored: they never joined.
+pub fn never_joined(username: &str) -> String {
+    format!("{username} never joined this evaluation, so no answer of theirs can be stored.")
+}
+
+/// Why an answer names no question of the evaluation.
+pub fn no_such_question(question_id: &str) -> String {
+    format!("This evaluation has no question `{question_id}`.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(ms: i64) -> Timestamp {
+        Timestamp::from_unix_ms(ms).unwrap()
+    }
+
+    #[test]
+    fn the_phase_at_a_time_is_the_last_one_entered_before_it() {
+        let history = [
+            (t(100), Phase::InProgress),
+            (t(200), Phase::Grading),
+            (t(300), Phase::InProgress),
+        ];
+        assert_eq!(phase_at(&history, t(50), Phase::InProgress), Phase::Draft);
+        assert_eq!(
+            phase_at(&history, t(150), Phase::InProgress),
+            Phase::InProgress
+        );
+        assert_eq!(
+            phase_at(&history, t(200), Phase::InProgress),
+            Phase::Grading
+        );
+        assert_eq!(
+            phase_at(&history, t(350), Phase::InProgress),
+            Phase::InProgress
+        );
+        assert_eq!(phase_at(&[], t(350), Phase::Grading), Phase::Grading);
+    }
+
+    #[test]
+    fn an_answer_written_after_the_end_or_while_closed_is_late() {
+        let history = [(t(100), Phase::InProgress), (t(500), Phase::Grading)];
+        assert!(!late_when_written(
+            &history,
+            Phase::Grading,
+            Some(t(400)),
+            t(300)
+        ));
+        assert!(late_when_written(
+            &history,
+            Phase::Grading,
+            Some(t(400)),
+            t(450)
+        ));
+        assert!(late_when_written(&history, Phase::Grading, None, t(600)));
+        assert!(!late_when_written(&history, Phase::Grading, None, t(499)));
+    }
+
+    #[test]
+    fn an_import_never_replaces_the_same_or_a_newer_revision() {
+        let stored = Some(Stored {
+            revision: 5,
+            late: false,
+        });
+        assert!(matches!(decide(stored, 5, false), ImportDecision::Skip(_)));
+        assert!(matches!(decide(stored, 4, false), ImportDecision::Skip(_)));
+        assert_eq!(
+            decide(stored, 6, true),
+            ImportDecision::Store(OnTimeAction::KeepStored)
+        );
+        assert_eq!(
+            decide(None, 1, false),
+            ImportDecision::Store(OnTimeAction::Clear)
+        );
+    }
+}

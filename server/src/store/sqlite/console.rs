@@ -1,0 +1,500 @@
+//! The SQLite engine's operations for the staff console: users, evaluation edits, answers with
+//! their source, and imports of the desktop app's answers-export file.
+
+use super::{
+    SqliteStore, USER_COLS, audience, audit, check_owner_or_admin, is_unique_violation,
+    must_evaluation, participant_row, revoke, user_from,
+};
+use crate::error::{Error, Result};
+use crate::live::event::{Audience, EvaluationEvent, Event, ParticipantEvent};
+use crate::store::rows::{blocked_reason, phase, status, ts};
+use crate::store::rules::{self, OnTimeAction, Stored};
+use crate::store::{
+    AnswerImport, AnswerRecord, EvaluationEdit, EvaluationRecord, NewAccount,
+    SESSION_IDLE_LIMIT_MS, imports,
+};
+use invigil_protocol::{
+    Access, Answer, AuditKind, Evaluation, ImportReport, ImportSkipped, ImportStored,
+    InvalidationReason, OnTime, Participation, Phase, Timestamp, UpdateReason, User, UserSummary,
+};
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use std::collections::HashMap;
+
+/// The event telling staff consoles an evaluation changed.
+pub(super) fn staff_event(record: &EvaluationRecord) -> Event {
+    Event::StaffEvaluation {
+        evaluation: record.evaluation.clone(),
+        owner_id: record.owner_id.clone(),
+    }
+}
+
+/// Records that an evaluation entered a phase (for judging imported answers by their edit time).
+pub(super) async fn record_phase(conn: &mut SqliteConnection, id: &str, to: Phase) -> Result<()> {
+    sqlx::query("INSERT INTO phase_history (evaluation_id, at, phase) VALUES (?1, ?2, ?3)")
+        .bind(id)
+        .bind(Timestamp::now().unix_ms())
+        .bind(to.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether a student has joined an evaluation.
+pub(super) async fn joined(
+    conn: &mut SqliteConnection,
+    evaluation_id: &str,
+    user_id: &str,
+) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM participations WHERE evaluation_id = ?1 AND user_id = ?2)",
+    )
+    .bind(evaluation_id)
+    .bind(user_id)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+fn answer_from(r: &SqliteRow) -> Result<Answer> {
+    let late: bool = r.try_get("late")?;
+    let on_time = match r.try_get::<Option<i64>, _>("on_time_revision")? {
+        Some(revision) if late => Some(OnTime {
+            revision: revision as u64,
+            content: r
+                .try_get::<Option<String>, _>("on_time_content")?
+                .unwrap_or_default(),
+            saved_at: ts(r
+                .try_get::<Option<i64>, _>("on_time_saved_at")?
+                .unwrap_or_default())?,
+        }),
+        _ => None,
+    };
+    Ok(Answer {
+        question_id: r.try_get("question_id")?,
+        revision: r.try_get::<i64, _>("revision")? as u64,
+        content: r.try_get("content")?,
+        saved_at: ts(r.try_get("saved_at")?)?,
+        late,
+        on_time,
+    })
+}
+
+impl SqliteStore {
+    pub(super) async fn console_users(&self) -> Result<Vec<UserSummary>> {
+        let mut conn = self.reader().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLS},
+                (SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL
+                   AND s.last_used_at >= ?1) AS active
+             FROM users u ORDER BY u.username"
+        ))
+        .bind(Timestamp::now().unix_ms() - SESSION_IDLE_LIMIT_MS)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UserSummary {
+                    user: user_from(r)?,
+                    active_sessions: u32::try_from(r.try_get::<i64, _>("active")?)
+                        .unwrap_or(u32::MAX),
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn console_create_accounts(&self, new: Vec<NewAccount>) -> Result<Vec<User>> {
+        self.write(move |conn, _| {
+            Box::pin(async move {
+                let now = Timestamp::now().unix_ms();
+                let mut users = Vec::with_capacity(new.len());
+                for account in new {
+                    let result = sqlx::query(
+                        "INSERT INTO users (id, username, display_name, role, password_hash, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
+                    .bind(&account.id)
+                    .bind(&account.username)
+                    .bind(&account.display_name)
+                    .bind(account.role.as_str())
+                    .bind(&account.password_hash)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await;
+                    match result {
+                        Err(e) if is_unique_violation(&e) => {
+                            return Err(Error::conflict(format!(
+                                "The username `{}` is already taken; nothing was created.",
+                                account.username
+                            )));
+                        }
+                        Err(e) => return Err(e.into()),
+                        Ok(_) => users.push(User {
+                            id: account.id,
+                            username: account.username,
+                            display_name: account.display_name,
+                            role: account.role,
+                        }),
+                    }
+                }
+                Ok(users)
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn console_set_password(
+        &self,
+        user: &User,
+        password_hash: String,
+        revoke_sessions: bool,
+    ) -> Result<usize> {
+        let user = user.clone();
+        self.write(move |conn, events| {
+            Box::pin(async move {
+                let changed = sqlx::query("UPDATE users SET password_hash = ?2 WHERE id = ?1")
+                    .bind(&user.id)
+                    .bind(&password_hash)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                if changed == 0 {
+                    return Err(Error::not_found(format!(
+                        "There is no user `{}`.",
+                        user.username
+                    )));
+                }
+                if !revoke_sessions {
+                    return Ok(0);
+                }
+                let revoked = revoke(
+                    conn,
+                    &user,
+                    None,
+                    None,
+                    InvalidationReason::RevokedByAdmin,
+                    events,
+                )
+                .await?;
+                Ok(revoked.len())
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn console_edit_evaluation(
+        &self,
+        evaluation_id: &str,
+        edit: EvaluationEdit,
+        actor: &User,
+    ) -> Result<Evaluation> {
+        let (id, actor) = (evaluation_id.to_owned(), actor.clone());
+        self.write(move |conn, events| {
+            Box::pin(async move {
+                let mut record = must_evaluation(conn, &id).await?;
+                check_owner_or_admin(&record, &actor)?;
+                let before = record.evaluation.clone();
+                let after = &mut record.evaluation;
+                if let Some(questions) = edit.questions {
+                    if questions != before.questions && before.phase != Phase::Draft {
+                        return Err(Error::conflict(format!(
+                            "Questions can only be changed while the evaluation is a draft; it is \
+                             {}. The title, the end time and the access mode can still change.",
+                            before.phase
+                        )));
+                    }
+                    after.questions = questions;
+                }
+                if let Some(title) = edit.title {
+                    after.title = title;
+                }
+                if let Some(ends_at) = edit.ends_at {
+                    after.ends_at = ends_at;
+                }
+                if let Some(mode) = edit.access {
+                    after.access = mode;
+                }
+                if *after == before {
+                    return Ok(before);
+                }
+                let questions = serde_json::to_string(&after.questions).map_err(Error::internal)?;
+                sqlx::query(
+                    "UPDATE evaluations SET title = ?2, questions = ?3, ends_at = ?4, access = ?5
+                     WHERE id = ?1",
+                )
+                .bind(&id)
+                .bind(&after.title)
+                .bind(questions)
+                .bind(after.ends_at.map(Timestamp::unix_ms))
+                .bind(after.access.as_str())
+                .execute(&mut *conn)
+                .await?;
+                let after = record.evaluation.clone();
+                events.push(staff_event(&record));
+                if after.ends_at != before.ends_at {
+                    let detail = rules::ends_at_detail(before.ends_at, after.ends_at);
+                    audit(
+                        conn,
+                        &id,
+                        AuditKind::EndsAtChanged,
+                        None,
+                        Some(&actor.username),
+                        &detail,
+                    )
+                    .await?;
+                    let audience = audience(conn, &after).await?;
+                    events.push(Event::Evaluation(EvaluationEvent::new(
+                        UpdateReason::EndsAtChanged,
+                        rules::student_view(after.clone()),
+                        audience,
+                        HashMap::new(),
+                    )));
+                }
+                if after.access != before.access {
+                    let detail = format!(
+                        "The access mode changed from {} to {}.",
+                        before.access.as_str(),
+                        after.access.as_str()
+                    );
+                    audit(
+                        conn,
+                        &id,
+                        AuditKind::AccessChanged,
+                        None,
+                        Some(&actor.username),
+                        &detail,
+                    )
+                    .await?;
+                    access_mode_events(conn, &record, events).await?;
+                }
+                Ok(after)
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn console_answer_records(
+        &self,
+        evaluation_id: &str,
+        student_id: Option<&str>,
+    ) -> Result<Vec<AnswerRecord>> {
+        let mut conn = self.reader().await?;
+        let rows = sqlx::query(
+            "SELECT u.username, a.question_id, a.revision, a.content, a.saved_at, a.late,
+                a.on_time_revision, a.on_time_content, a.on_time_saved_at, a.source
+             FROM answers a JOIN users u ON u.id = a.user_id
+             WHERE a.evaluation_id = ?1 AND (?2 IS NULL OR a.user_id = ?2)
+             ORDER BY u.username, a.question_id",
+        )
+        .bind(evaluation_id)
+        .bind(student_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AnswerRecord {
+                    username: r.try_get("username")?,
+                    answer: answer_from(r)?,
+                    source: r.try_get("source")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn console_import_answers(
+        &self,
+        evaluation_id: &str,
+        import: AnswerImport,
+        actor: &User,
+    ) -> Result<ImportReport> {
+        let (id, actor) = (evaluation_id.to_owned(), actor.clone());
+        self.write(move |conn, events| {
+            Box::pin(async move {
+                let record = must_evaluation(conn, &id).await?;
+                check_owner_or_admin(&record, &actor)?;
+                let student = sqlx::query(&format!(
+                    "SELECT {USER_COLS} FROM users u WHERE u.username = ?1 AND u.role = 'student'"
+                ))
+                .bind(&import.username)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| user_from(&r))
+                .transpose()?
+                .ok_or_else(|| {
+                    Error::bad_request(format!(
+                        "The file is from `{}`, who is not a student of this server.",
+                        import.username
+                    ))
+                })?;
+                let mut report = ImportReport {
+                    username: student.username.clone(),
+                    device: import.device.clone(),
+                    stored: Vec::new(),
+                    skipped: Vec::new(),
+                };
+                let skip = |answer: &crate::store::ImportedAnswer, reason: String| ImportSkipped {
+                    evaluation_id: id.clone(),
+                    question_id: answer.question_id.clone(),
+                    revision: answer.revision.get(),
+                    reason,
+                };
+                if !joined(conn, &id, &student.id).await? {
+                    let reason = imports::never_joined(&student.username);
+                    report.skipped = import.answers.iter().map(|a| skip(a, reason.clone())).collect();
+                    return Ok(report);
+                }
+                let history: Vec<(Timestamp, Phase)> = sqlx::query(
+                    "SELECT at, phase FROM phase_history WHERE evaluation_id = ?1 ORDER BY at, id",
+                )
+                .bind(&id)
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| Ok((ts(r.try_get("at")?)?, phase(r.try_get("phase")?)?)))
+                .collect::<Result<_>>()?;
+                let now = Timestamp::now();
+                let source = imports::source(&import.device, &actor.username, now);
+                let evaluation = &record.evaluation;
+                for answer in &import.answers {
+                    if !evaluation.questions.iter().any(|q| q.id == answer.question_id) {
+                        report.skipped.push(skip(answer, imports::no_such_question(&answer.question_id)));
+                        continue;
+                    }
+                    let edited_at = answer.edited_at.min(now);
+                    let late = imports::late_when_written(&history, evaluation.phase, evaluation.ends_at, edited_at);
+                    let stored = sqlx::query(
+                        "SELECT revision, late FROM answers WHERE evaluation_id = ?1 AND user_id = ?2 AND question_id = ?3",
+                    )
+                    .bind(&id)
+                    .bind(&student.id)
+                    .bind(&answer.question_id)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .map(|r| -> Result<Stored> {
+                        Ok(Stored { revision: r.try_get::<i64, _>("revision")? as u64, late: r.try_get("late")? })
+                    })
+                    .transpose()?;
+                    let revision = answer.revision.get();
+                    let on_time = match imports::decide(stored, revision, late) {
+                        imports::ImportDecision::Skip(reason) => {
+                            report.skipped.push(skip(answer, reason));
+                            continue;
+                        }
+                        imports::ImportDecision::Store(on_time) => on_time,
+                    };
+                    let action = match on_time {
+                        OnTimeAction::Clear => 0,
+                        OnTimeAction::KeepStored => 1,
+                        OnTimeAction::Unchanged => 2,
+                    };
+                    sqlx::query(
+                        "INSERT INTO answers (evaluation_id, user_id, question_id, revision, content, saved_at, late, source)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9)
+                         ON CONFLICT (evaluation_id, user_id, question_id) DO UPDATE SET
+                           on_time_revision = CASE ?8 WHEN 1 THEN answers.revision WHEN 2 THEN answers.on_time_revision END,
+                           on_time_content = CASE ?8 WHEN 1 THEN answers.content WHEN 2 THEN answers.on_time_content END,
+                           on_time_saved_at = CASE ?8 WHEN 1 THEN answers.saved_at WHEN 2 THEN answers.on_time_saved_at END,
+                           revision = excluded.revision, content = excluded.content,
+                           saved_at = excluded.saved_at, late = excluded.late, source = excluded.source",
+                    )
+                    .bind(&id)
+                    .bind(&student.id)
+                    .bind(&answer.question_id)
+                    .bind(revision as i64)
+                    .bind(&answer.content)
+                    .bind(now.unix_ms())
+                    .bind(late)
+                    .bind(action)
+                    .bind(&source)
+                    .execute(&mut *conn)
+                    .await?;
+                    let detail = imports::audit_detail(&answer.question_id, revision, late, edited_at, &source);
+                    audit(conn, &id, AuditKind::AnswerImported, Some(&student.username), Some(&actor.username), &detail)
+                        .await?;
+                    report.stored.push(ImportStored {
+                        question_id: answer.question_id.clone(),
+                        revision,
+                        late,
+                    });
+                }
+                if !report.stored.is_empty() {
+                    let row = participant_row(conn, &id, &student.id).await?;
+                    events.push(Event::Participant(ParticipantEvent {
+                        evaluation_id: id.clone(),
+                        owner_id: record.owner_id.clone(),
+                        row,
+                    }));
+                }
+                Ok(report)
+            })
+        })
+        .await
+    }
+}
+
+/// After an access mode change: every student not on the list gains or loses access (their
+/// participations go with the update), and the boards gain or drop the listed students who never
+/// joined (an open evaluation's participants are only those who joined).
+async fn access_mode_events(
+    conn: &mut SqliteConnection,
+    record: &EvaluationRecord,
+    events: &mut Vec<Event>,
+) -> Result<()> {
+    let evaluation = &record.evaluation;
+    // Students not on the list are eligible exactly when the evaluation is open now.
+    let unlisted = sqlx::query(
+        "SELECT u.id, u.username, p.status, p.blocked_reason FROM users u
+         LEFT JOIN participations p ON p.evaluation_id = ?1 AND p.user_id = u.id
+         WHERE u.role = 'student' AND NOT EXISTS
+           (SELECT 1 FROM access_list a WHERE a.evaluation_id = ?1 AND a.user_id = u.id)",
+    )
+    .bind(&evaluation.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut changed: HashMap<String, Participation> = HashMap::with_capacity(unlisted.len());
+    for r in &unlisted {
+        changed.insert(
+            r.try_get("id")?,
+            Participation {
+                evaluation_id: evaluation.id.clone(),
+                username: r.try_get("username")?,
+                status: status(r.try_get("status")?)?,
+                blocked_reason: blocked_reason(r.try_get("blocked_reason")?),
+                access: rules::eligible(evaluation.access, false),
+            },
+        );
+    }
+    events.push(Event::Evaluation(EvaluationEvent::new(
+        UpdateReason::AccessChanged,
+        rules::student_view(evaluation.clone()),
+        Audience::AllStudents,
+        changed,
+    )));
+    let listed_not_joined = sqlx::query(
+        "SELECT u.id, u.username FROM access_list a JOIN users u ON u.id = a.user_id
+         WHERE a.evaluation_id = ?1 AND NOT EXISTS
+           (SELECT 1 FROM participations p WHERE p.evaluation_id = ?1 AND p.user_id = u.id)
+         ORDER BY u.username",
+    )
+    .bind(&evaluation.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in &listed_not_joined {
+        let (user_id, username): (String, String) = (r.try_get("id")?, r.try_get("username")?);
+        match evaluation.access {
+            Access::List => {
+                let row = participant_row(conn, &evaluation.id, &user_id).await?;
+                events.push(Event::Participant(ParticipantEvent {
+                    evaluation_id: evaluation.id.clone(),
+                    owner_id: record.owner_id.clone(),
+                    row,
+                }));
+            }
+            Access::Open => events.push(Event::ParticipantRemoved {
+                evaluation_id: evaluation.id.clone(),
+                owner_id: record.owner_id.clone(),
+                username,
+            }),
+        }
+    }
+    Ok(())
+}

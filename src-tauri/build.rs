@@ -1,0 +1,28 @@
+//! Builds the Tauri context from the workspace-root `tauri.conf.json` and generates one
+//! permission per app command, so that the capability grants exactly the commands the student
+//! window uses.
+
+fn main() {
+    let manifest = tauri_build::AppManifest::new().commands(invigil_desktop_commands());
+    tauri_build::try_build(
+        tauri_build::Attributes::new()
+            .config_path("../tauri.conf.json")
+            .app_manifest(manifest),
+    )
+    .expect("the Tauri build step succeeds");
+}
+
+/// The app's commands; `src/commands.rs` defines them and `src/lib.rs` registers them.
+fn invigil_desktop_commands() -> &'static [&'static str] {
+    &[
+        "overview",
+        "sign_in",
+        "sign_out",
+        "join",
+        "open_exam",
+        "edit_answer",
+        "submit",
+        "export_answers",
+        "server_now",
+    ]
+}

@@ -1,0 +1,109 @@
+//! The commands the front end invokes: thin, each one call on the engine.
+
+use crate::error::{CommandError, CommandResult};
+use invigil_client::Engine;
+use invigil_client::view::{
+    AnswerView, EvaluationView, ExamContent, ExportSummary, Overview, SessionView,
+};
+use std::path::PathBuf;
+use tauri::{AppHandle, Manager, Runtime, State};
+
+/// Everything the front end shows, at once (at start and after it missed events).
+#[tauri::command]
+pub fn overview(engine: State<'_, Engine>) -> Overview {
+    engine.overview()
+}
+
+/// Signs in; `server_url` overrides the configured server when given.
+#[tauri::command]
+pub async fn sign_in(
+    engine: State<'_, Engine>,
+    server_url: Option<String>,
+    username: String,
+    password: String,
+) -> CommandResult<SessionView> {
+    Ok(engine
+        .sign_in(server_url.as_deref(), &username, &password)
+        .await?)
+}
+
+/// Signs out.
+#[tauri::command]
+pub async fn sign_out(engine: State<'_, Engine>) -> CommandResult<()> {
+    Ok(engine.sign_out().await?)
+}
+
+/// Joins a running evaluation.
+#[tauri::command]
+pub async fn join(
+    engine: State<'_, Engine>,
+    evaluation_id: String,
+) -> CommandResult<EvaluationView> {
+    Ok(engine.join(&evaluation_id).await?)
+}
+
+/// Opens an exam: its questions and the content of each answer.
+#[tauri::command]
+pub async fn open_exam(
+    engine: State<'_, Engine>,
+    evaluation_id: String,
+) -> CommandResult<ExamContent> {
+    Ok(engine.open(&evaluation_id).await?)
+}
+
+/// The new content of an answer, as the student types.
+#[tauri::command]
+pub fn edit_answer(
+    engine: State<'_, Engine>,
+    evaluation_id: String,
+    question_id: String,
+    content: String,
+) -> CommandResult<AnswerView> {
+    Ok(engine.edit(&evaluation_id, &question_id, content)?)
+}
+
+/// Hands in.
+#[tauri::command]
+pub async fn submit(
+    engine: State<'_, Engine>,
+    evaluation_id: String,
+) -> CommandResult<EvaluationView> {
+    Ok(engine.submit(&evaluation_id).await?)
+}
+
+/// Writes the answers still waiting to a file for the professor, in the documents folder (or the
+/// app's data folder when there is none), and says where.
+#[tauri::command]
+pub async fn export_answers<R: Runtime>(
+    app: AppHandle<R>,
+    engine: State<'_, Engine>,
+) -> CommandResult<ExportSummary> {
+    let folder = app
+        .path()
+        .document_dir()
+        .ok()
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(|| engine.data_dir().to_owned());
+    let who = engine
+        .overview()
+        .session
+        .user
+        .map(|u| u.username)
+        .unwrap_or_else(|| "student".to_owned());
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]-[hour][minute][second]"
+        ))
+        .map_err(|e| CommandError {
+            kind: "internal".into(),
+            message: e.to_string(),
+        })?;
+    let path: PathBuf = folder.join(format!("invigil-answers-{who}-{stamp}.json"));
+    Ok(engine.export(&path).await?)
+}
+
+/// The server's time now, in milliseconds since the epoch.
+#[tauri::command]
+pub fn server_now(engine: State<'_, Engine>) -> i64 {
+    engine.server_now_ms()
+}

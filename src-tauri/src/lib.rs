@@ -1,0 +1,145 @@
+//! `invigil-desktop`: the Tauri 2 shell of the student's exam app. It starts the
+//! [`invigil_client::Engine`], exposes it to the front end (`ui/`) through thin commands, and
+//! forwards the engine's events as the Tauri event [`EVENT`].
+//!
+//! # Layout
+//!
+//! ```text
+//! lib.rs       build / run_app: engine start-up, event forwarding, flush on exit
+//! commands     the commands, one engine call each
+//! error        {kind, message} for the front end
+//! ```
+//!
+//! `tauri.conf.json` sits at the workspace root; the capability (`capabilities/default.json`)
+//! grants the window the app's commands and event listening, nothing else.
+
+pub mod commands;
+pub mod error;
+
+use invigil_client::{ClientConfig, Engine, KeyringVault, NoVault, Vault};
+use std::sync::Arc;
+use tauri::{App, Builder, Context, Emitter, Manager, RunEvent, Runtime};
+
+/// The Tauri event carrying every engine event (`{type, data}`, see `invigil_client::view::Event`).
+pub const EVENT: &str = "engine";
+/// Sent instead when the front end fell behind: it should read the overview again.
+pub const RESYNC: &str = "engine-resync";
+
+/// How the engine is set up.
+pub enum Startup {
+    /// As a student's app: `INVIGIL_SERVER_URL`, `INVIGIL_DATA_DIR` (or the app-data folder), and
+    /// the OS keyring.
+    FromEnvironment,
+    /// As given (tests).
+    With {
+        /// Server and data folder.
+        config: ClientConfig,
+        /// Where the token is kept.
+        vault: Arc<dyn Vault>,
+    },
+}
+
+/// Why the app could not start.
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Builds the app on `builder` (the real runtime, or `tauri::test::mock_builder()`) and starts
+/// the engine, managed as state before any window opens.
+pub fn build<R: Runtime>(
+    builder: Builder<R>,
+    context: Context<R>,
+    startup: Startup,
+) -> Result<App<R>, StartError> {
+    let app = builder
+        .invoke_handler(tauri::generate_handler![
+            commands::overview,
+            commands::sign_in,
+            commands::sign_out,
+            commands::join,
+            commands::open_exam,
+            commands::edit_answer,
+            commands::submit,
+            commands::export_answers,
+            commands::server_now,
+        ])
+        .build(context)?;
+    let (config, vault) = match startup {
+        Startup::With { config, vault } => (config, vault),
+        Startup::FromEnvironment => {
+            let data_dir = app.path().app_data_dir()?;
+            (ClientConfig::from_env(&data_dir)?, system_vault())
+        }
+    };
+    tracing::info!(
+        server = %config.server_url,
+        data = %config.data_dir.display(),
+        vault = %vault.describe(),
+        "starting"
+    );
+    let engine = tauri::async_runtime::block_on(Engine::start(config, vault))?;
+    forward_events(app.handle().clone(), &engine);
+    app.manage(engine);
+    Ok(app)
+}
+
+/// The OS keyring, or none (the student is told the sign-in cannot be remembered).
+fn system_vault() -> Arc<dyn Vault> {
+    match KeyringVault::system() {
+        Ok(vault) => Arc::new(vault),
+        Err(e) => {
+            tracing::warn!(error = %e, "no usable keyring");
+            Arc::new(NoVault::new(e.to_string()))
+        }
+    }
+}
+
+fn forward_events<R: Runtime>(app: tauri::AppHandle<R>, engine: &Engine) {
+    let mut events = engine.subscribe();
+    tauri::async_runtime::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Err(e) = app.emit(EVENT, &event) {
+                        tracing::warn!(error = %e, "an event could not reach the window");
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    let _ = app.emit(RESYNC, ());
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
+/// Runs a built app until it exits; whatever was typed is written to disk before it does.
+pub fn run_app<R: Runtime>(app: App<R>) {
+    app.run(|handle, event| {
+        if let RunEvent::Exit = event
+            && let Some(engine) = handle.try_state::<Engine>()
+        {
+            tauri::async_runtime::block_on(engine.flush());
+        }
+    });
+}
+
+/// The desktop app's entry point.
+pub fn run() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("INVIGIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match build(
+        tauri::Builder::default(),
+        tauri::generate_context!("../tauri.conf.json"),
+        Startup::FromEnvironment,
+    ) {
+        Ok(app) => run_app(app),
+        Err(e) => {
+            eprintln!("invigil-desktop could not start: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! The commands through Tauri's mock runtime: the app as built for students (its real
+//! `tauri.conf.json` and capability), no display, a real server behind it.
+//!
+//! The mock runtime answers IPC synchronously, so these are plain tests that start the server on
+//! Tauri's own async runtime.
+
+#![allow(missing_docs)]
+
+use invigil_client::view::Overview;
+use invigil_client::{ClientConfig, KeyringVault, ServerUrl};
+use invigil_desktop::{EVENT, Startup, build};
+use invigil_e2e::server::{PASSWORD, Server, Staff, WAIT};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::mpsc;
+use tauri::ipc::{CallbackFn, InvokeBody};
+use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder};
+use tauri::webview::InvokeRequest;
+use tauri::{App, Listener, Manager, WebviewWindow};
+
+struct Desktop {
+    app: App<MockRuntime>,
+    window: WebviewWindow<MockRuntime>,
+    _dir: tempfile::TempDir,
+}
+
+impl Desktop {
+    fn start(server_url: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ClientConfig::new(ServerUrl::parse(server_url).unwrap(), dir.path());
+        let vault = Arc::new(KeyringVault::with_store(
+            keyring_core::mock::Store::new().unwrap(),
+        ));
+        let app = build(
+            mock_builder(),
+            tauri::generate_context!("../tauri.conf.json"),
+            Startup::With { config, vault },
+        )
+        .expect("the app builds");
+        // The mock runtime does not open the configured windows; open the one the capability
+        // names, as the real app does from tauri.conf.json.
+        let window = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
+            .build()
+            .expect("the main window");
+        Self {
+            app,
+            window,
+            _dir: dir,
+        }
+    }
+
+    fn invoke(&self, cmd: &str, args: Value) -> Result<Value, Value> {
+        get_ipc_response(
+            &self.window,
+            InvokeRequest {
+                cmd: cmd.into(),
+                callback: CallbackFn(0),
+                error: CallbackFn(1),
+                url: "tauri://localhost".parse().unwrap(),
+                body: InvokeBody::Json(args),
+                headers: Default::default(),
+                invoke_key: INVOKE_KEY.to_string(),
+            },
+        )
+        .map(|body| body.deserialize::<Value>().unwrap())
+    }
+
+    fn overview(&self) -> Overview {
+        let value = self.invoke("overview", json!({})).expect("overview");
+        // The front end reads camelCase; check a few names, then compare with the engine's own.
+        assert!(value["session"].get("serverUrl").is_some(), "{value}");
+        assert!(value.get("serverNowMs").is_some(), "{value}");
+        let engine = self.app.state::<invigil_client::Engine>().overview();
+        assert_eq!(value, serde_json::to_value(&engine).unwrap());
+        engine
+    }
+
+    /// Engine events as the window receives them.
+    fn events(&self) -> mpsc::Receiver<Value> {
+        let (tx, rx) = mpsc::channel();
+        self.app.listen(EVENT, move |event| {
+            let _ = tx.send(serde_json::from_str(event.payload()).unwrap());
+        });
+        rx
+    }
+}
+
+fn until(events: &mpsc::Receiver<Value>, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match events.recv_timeout(left) {
+            Ok(event) if check(&event) => return event,
+            Ok(_) => {}
+            Err(_) => panic!("no event: {what}"),
+        }
+    }
+}
+
+#[test]
+fn before_sign_in_commands_answer_with_a_kind_and_a_message() {
+    let desktop = Desktop::start("http://127.0.0.1:9");
+
+    let overview = desktop.overview();
+    let error = desktop
+        .invoke(
+            "edit_answer",
+            json!({"evaluationId": "e1", "questionId": "q1", "content": "x"}),
+        )
+        .unwrap_err();
+
+    assert_eq!(
+        overview.connection.state,
+        invigil_client::view::ConnectionState::SignedOut
+    );
+    assert_eq!(error["kind"], "not_signed_in");
+    assert!(error["message"].as_str().unwrap().contains("not signed in"));
+}
+
+#[test]
+fn sign_in_errors_name_their_cause() {
+    let server = tauri::async_runtime::block_on(async {
+        let server = Server::start(5000).await;
+        Staff::admin(&server)
+            .await
+            .create_user("alice", "student")
+            .await;
+        server
+    });
+    let desktop = Desktop::start(&server.url());
+
+    let wrong = desktop
+        .invoke("sign_in", json!({"username": "alice", "password": "nope"}))
+        .unwrap_err();
+    let unreachable = desktop
+        .invoke(
+            "sign_in",
+            json!({"serverUrl": "http://127.0.0.1:9", "username": "alice", "password": PASSWORD}),
+        )
+        .unwrap_err();
+
+    assert_eq!(wrong["kind"], "invalid_credentials");
+    assert_eq!(unreachable["kind"], "network");
+}
+
+#[test]
+fn a_student_signs_in_answers_and_sees_it_saved_through_forwarded_events() {
+    let (server, prof, evaluation) = tauri::async_runtime::block_on(async {
+        let server = Server::start(5000).await;
+        let admin = Staff::admin(&server).await;
+        let prof = admin.professor("prof").await;
+        admin.create_user("alice", "student").await;
+        let evaluation = prof.running(&["alice"]).await;
+        (server, prof, evaluation)
+    });
+    let desktop = Desktop::start(&server.url());
+    let events = desktop.events();
+
+    let session = desktop
+        .invoke(
+            "sign_in",
+            json!({"username": "alice", "password": PASSWORD}),
+        )
+        .expect("signed in");
+    assert_eq!(session["user"]["username"], "alice");
+    until(&events, "online", |e| {
+        e["type"] == "connection" && e["data"]["state"] == "online"
+    });
+    until(&events, "the evaluation", |e| {
+        e["type"] == "evaluations" && e["data"][0]["id"] == evaluation.id.as_str()
+    });
+    let joined = desktop
+        .invoke("join", json!({"evaluationId": evaluation.id}))
+        .expect("joined");
+    assert_eq!(joined["exam"], "open");
+    let exam = desktop
+        .invoke("open_exam", json!({"evaluationId": evaluation.id}))
+        .expect("opened");
+    assert_eq!(exam["evaluation"]["questions"][1]["kind"], "code");
+    desktop
+        .invoke(
+            "edit_answer",
+            json!({"evaluationId": evaluation.id, "questionId": "q2", "content": "def f(): pass"}),
+        )
+        .expect("edited");
+    until(&events, "q2 saved on the server", |e| {
+        e["type"] == "answer"
+            && e["data"]["answer"]["questionId"] == "q2"
+            && e["data"]["answer"]["state"] == "saved"
+    });
+
+    let stored = tauri::async_runtime::block_on(prof.answers(&evaluation.id, "alice"));
+    assert_eq!(stored[0].content, "def f(): pass");
+    assert!(
+        desktop
+            .invoke("server_now", json!({}))
+            .unwrap()
+            .as_i64()
+            .unwrap()
+            > 0
+    );
+    let reopened = desktop
+        .invoke("open_exam", json!({"evaluationId": evaluation.id}))
+        .unwrap();
+    assert_eq!(reopened["answers"]["q2"], "def f(): pass");
+}
+
+#[test]
+fn export_writes_the_waiting_answers_to_a_file_and_says_where() {
+    let (server, evaluation) = tauri::async_runtime::block_on(async {
+        let server = Server::start(5000).await;
+        let admin = Staff::admin(&server).await;
+        let prof = admin.professor("prof").await;
+        admin.create_user("alice", "student").await;
+        let evaluation = prof.running(&["alice"]).await;
+        (server, evaluation)
+    });
+    let desktop = Desktop::start(&server.url());
+    let events = desktop.events();
+    desktop
+        .invoke(
+            "sign_in",
+            json!({"username": "alice", "password": PASSWORD}),
+        )
+        .unwrap();
+    until(&events, "the evaluation", |e| {
+        e["type"] == "evaluations" && e["data"][0].is_object()
+    });
+    desktop
+        .invoke("join", json!({"evaluationId": evaluation.id}))
+        .unwrap();
+    // Nothing is waiting: the export is empty, but still a valid file the console can read.
+    let summary = desktop.invoke("export_answers", json!({})).unwrap();
+    let path = summary["path"].as_str().unwrap();
+    let export = invigil_client::export::read(std::path::Path::new(path)).unwrap();
+    assert_eq!(export.username, "alice");
+    assert_eq!(summary["answers"], export.answers.len());
+    std::fs::remove_file(path).unwrap();
+    desktop.invoke("sign_out", json!({})).unwrap();
+    assert!(!desktop.overview().session.signed_in);
+}
+
+#[test]
+fn the_window_may_not_call_what_its_capability_does_not_grant() {
+    let desktop = Desktop::start("http://127.0.0.1:9");
+
+    let refused = desktop
+        .invoke(
+            "plugin:path|resolve_directory",
+            json!({"directory": 6, "path": "x"}),
+        )
+        .unwrap_err();
+
+    assert!(
+        refused.to_string().contains("not allowed"),
+        "refused with {refused}"
+    );
+}

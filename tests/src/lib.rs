@@ -1,0 +1,14 @@
+//! `invigil-e2e`: what cross-process tests share, and (in `tests/`) the end-to-end tests of the
+//! desktop app in a real window.
+//!
+//! # Layout
+//!
+//! ```text
+//! server     the real invigil-server on a free port, a proxy that cuts or freezes the network,
+//!            staff driving the server over HTTP
+//! webdriver  the desktop app in a real window: Xvfb, tauri-driver, WebKitWebDriver, and a small
+//!            W3C WebDriver client
+//! ```
+
+pub mod server;
+pub mod webdriver;

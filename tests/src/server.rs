@@ -1,0 +1,437 @@
+//! The real server for tests: the `invigil-server` binary on a free port with its own database,
+//! restartable on the same port; a TCP proxy in front of it that can cut or freeze the network;
+//! and staff driving it over HTTP.
+//!
+//! The server binary belongs to another package, so `CARGO_BIN_EXE_*` cannot name it: it is built
+//! once per test process with `cargo build -p invigil-server` (a no-op when it is fresh; `.ci/run`
+//! builds it beforehand) and run from `<target>/debug/invigil-server`. Waiting is always for an
+//! event (a line on stdout, a healthy answer), bounded by [`WAIT`]; nothing sleeps to synchronise.
+
+use invigil_protocol::{Answer, AuditEntry, Evaluation, LoginResponse, Participation};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+/// The longest any single wait may take before a test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+/// The bootstrap admin of every test server.
+pub const ADMIN: (&str, &str) = ("admin", "admin-password");
+/// The password of every user the bench creates.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// The workspace's root folder.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_owned()
+}
+
+/// The cargo target folder.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+/// The server binary, built once per test run.
+pub fn server_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let workspace = workspace();
+            let target = target_dir();
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = std::process::Command::new(cargo)
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "invigil-server",
+                    "--bin",
+                    "invigil-server",
+                ])
+                .current_dir(&workspace)
+                .status()
+                .expect("cargo runs");
+            let binary = target.join("debug").join("invigil-server");
+            if !status.success() {
+                // In CI the server must build. On a workstation where someone is editing the
+                // server, the last binary built is still a server to test against.
+                assert!(
+                    std::env::var_os("CI").is_none() && binary.exists(),
+                    "building invigil-server failed"
+                );
+                eprintln!(
+                    "WARNING: building invigil-server failed; testing against the last binary built, {}",
+                    binary.display()
+                );
+            }
+            assert!(binary.exists(), "{} is missing", binary.display());
+            binary
+        })
+        .clone()
+}
+
+/// A running server with its own database, restartable on the same port.
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its heartbeat.
+    pub heartbeat_ms: u64,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts a server with this heartbeat on a free port.
+    pub async fn start(heartbeat_ms: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (child, addr) = launch(dir.path(), "127.0.0.1:0", heartbeat_ms).await;
+        Self {
+            addr,
+            heartbeat_ms,
+            child: Some(child),
+            dir,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Kills the server with SIGKILL.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().expect("SIGKILL");
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Starts it again on the same port and database.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        let (child, addr) =
+            launch(self.dir.path(), &self.addr.to_string(), self.heartbeat_ms).await;
+        assert_eq!(addr, self.addr);
+        self.child = Some(child);
+    }
+
+    /// The server's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+async fn launch(dir: &Path, listen: &str, heartbeat_ms: u64) -> (Child, SocketAddr) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .unwrap();
+    let mut child = Command::new(server_binary())
+        .arg("--listen")
+        .arg(listen)
+        .arg("--database")
+        .arg(format!("sqlite://{}", dir.join("invigil.db").display()))
+        .arg("--heartbeat-ms")
+        .arg(heartbeat_ms.to_string())
+        .env(
+            "INVIGIL_BOOTSTRAP_ADMIN",
+            format!("{}:{}", ADMIN.0, ADMIN.1),
+        )
+        .env("INVIGIL_LOG", "info,sqlx=warn")
+        .env_remove("INVIGIL_LISTEN")
+        .env_remove("INVIGIL_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the server starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("invigil-server listening on http://") {
+                return url.parse::<SocketAddr>().unwrap();
+            }
+        }
+        panic!("the server exited before listening");
+    })
+    .await
+    .expect("the server prints its address");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let http = reqwest::Client::new();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(r) = http.get(format!("http://{addr}/healthz")).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the server becomes healthy");
+    (child, addr)
+}
+
+/// What the network between the student and the server does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// Bytes flow.
+    Up,
+    /// Every connection is closed and new ones are refused (cable pulled, server host down).
+    Cut,
+    /// Connections stay open but nothing flows (a machine asleep, a dead Wi-Fi).
+    Frozen,
+}
+
+/// A TCP proxy in front of the server.
+pub struct Proxy {
+    /// Where the students connect.
+    pub addr: SocketAddr,
+    mode: watch::Sender<Network>,
+}
+
+impl Proxy {
+    /// A proxy to `target`.
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (mode, _) = watch::channel(Network::Up);
+        let modes = mode.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let mut watch = modes.subscribe();
+                if *watch.borrow() == Network::Cut {
+                    drop(client);
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    pipe(client, server, &mut watch).await;
+                });
+            }
+        });
+        Self { addr, mode }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Changes what the network does.
+    pub fn set(&self, network: Network) {
+        self.mode.send_replace(network);
+    }
+}
+
+async fn pipe(client: TcpStream, server: TcpStream, mode: &mut watch::Receiver<Network>) {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let mut up = [0u8; 16 * 1024];
+    let mut down = [0u8; 16 * 1024];
+    loop {
+        let network = *mode.borrow_and_update();
+        match network {
+            Network::Cut => return,
+            Network::Frozen => {
+                if mode.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Network::Up => {}
+        }
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tokio::select! {
+            _ = mode.changed() => continue,
+            n = client_read.read(&mut up) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => if server_write.write_all(&up[..n]).await.is_err() { return },
+            },
+            n = server_read.read(&mut down) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => if client_write.write_all(&down[..n]).await.is_err() { return },
+            },
+        }
+    }
+}
+
+/// A professor or admin driving the server over HTTP.
+#[derive(Clone)]
+pub struct Staff {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Staff {
+    /// The bootstrap admin.
+    pub async fn admin(server: &Server) -> Self {
+        Self::login(&server.url(), ADMIN.0, ADMIN.1).await
+    }
+
+    /// Signs anyone in directly at the server (for a student: a sign-in on another device).
+    pub async fn login(base: &str, username: &str, password: &str) -> Self {
+        let http = reqwest::Client::new();
+        let response = http
+            .post(format!("{base}/api/login"))
+            .json(&json!({"username": username, "password": password, "device": "elsewhere"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "login of {username}");
+        let login: LoginResponse = response.json().await.unwrap();
+        Self {
+            base: base.to_owned(),
+            token: login.token,
+            http,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {text}");
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        }
+    }
+
+    /// Creates a user with [`PASSWORD`].
+    pub async fn create_user(&self, username: &str, role: &str) {
+        self.call(
+            reqwest::Method::POST,
+            "/api/users",
+            Some(json!({"username": username, "password": PASSWORD, "role": role})),
+        )
+        .await;
+    }
+
+    /// Creates a professor and signs them in.
+    pub async fn professor(&self, username: &str) -> Staff {
+        self.create_user(username, "professor").await;
+        Staff::login(&self.base, username, PASSWORD).await
+    }
+
+    /// An evaluation (text, code and choice questions `q1`–`q3`) with these students, running.
+    pub async fn running(&self, students: &[&str]) -> Evaluation {
+        let evaluation: Evaluation = serde_json::from_value(
+            self.call(
+                reqwest::Method::POST,
+                "/api/evaluations",
+                Some(json!({
+                    "title": "Algorithms midterm",
+                    "questions": [
+                        {"id": "q1", "prompt": "Explain quicksort", "kind": "text"},
+                        {"id": "q2", "prompt": "Write binary search", "kind": "code"},
+                        {"id": "q3", "prompt": "Mergesort worst case?", "kind": "choice",
+                         "choices": [{"id": "a", "label": "O(n)"}, {"id": "b", "label": "O(n log n)"}]}
+                    ]
+                })),
+            )
+            .await,
+        )
+        .unwrap();
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/api/evaluations/{}/access", evaluation.id),
+            Some(json!({ "students": students })),
+        )
+        .await;
+        self.set_phase(&evaluation.id, "in_progress").await
+    }
+
+    /// Moves the phase.
+    pub async fn set_phase(&self, evaluation: &str, phase: &str) -> Evaluation {
+        serde_json::from_value(
+            self.call(
+                reqwest::Method::POST,
+                &format!("/api/evaluations/{evaluation}/phase"),
+                Some(json!({ "phase": phase })),
+            )
+            .await,
+        )
+        .unwrap()
+    }
+
+    /// Sets `ends_at`.
+    pub async fn set_ends_at(&self, evaluation: &str, ends_at: &str) {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/api/evaluations/{evaluation}/ends_at"),
+            Some(json!({ "ends_at": ends_at })),
+        )
+        .await;
+    }
+
+    /// Unblocks a student.
+    pub async fn unblock(&self, evaluation: &str, username: &str) -> Participation {
+        serde_json::from_value(
+            self.call(
+                reqwest::Method::POST,
+                &format!("/api/evaluations/{evaluation}/participants/{username}/unblock"),
+                Some(json!({"note": "checked the student's identity"})),
+            )
+            .await,
+        )
+        .unwrap()
+    }
+
+    /// A student's stored answers, as the owner sees them.
+    pub async fn answers(&self, evaluation: &str, username: &str) -> Vec<Answer> {
+        serde_json::from_value(
+            self.call(
+                reqwest::Method::GET,
+                &format!("/api/evaluations/{evaluation}/answers?username={username}"),
+                None,
+            )
+            .await,
+        )
+        .unwrap()
+    }
+
+    /// The audit log of an evaluation.
+    pub async fn audit(&self, evaluation: &str) -> Vec<AuditEntry> {
+        serde_json::from_value(
+            self.call(
+                reqwest::Method::GET,
+                &format!("/api/evaluations/{evaluation}/audit"),
+                None,
+            )
+            .await,
+        )
+        .unwrap()
+    }
+}
