@@ -263,6 +263,7 @@ async fn render(
         | Event::ParticipantRemoved { .. }
         | Event::StaffEvaluation { .. }
         | Event::Resync
+        | Event::SocketOpened { .. }
         | Event::Barrier(_) => None,
     }
 }
@@ -339,6 +340,15 @@ pub async fn hold<F, Fut>(
         Err(e) => {
             tracing::error!(error = ?e, "could not check a connection's session");
             registration.kill.kill(1011);
+        }
+    }
+    if kind == ConnKind::Socket {
+        if let Err(e) = state
+            .store
+            .socket_opened(&session.id, state.hub.node(), id)
+            .await
+        {
+            tracing::warn!(error = ?e, "could not announce a socket to the other nodes");
         }
     }
     if session.user.role == Role::Student {

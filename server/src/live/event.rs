@@ -51,6 +51,18 @@ pub enum Event {
     /// connection is closed with 1012 so that its client reconnects and starts from a fresh
     /// snapshot. Published by a clustered store on its own node only.
     Resync,
+    /// A socket of a session opened on the hub `node` as `connection`. Every hub closes its
+    /// socket of that session with 4002 if that socket announced itself earlier: one socket per
+    /// session across the cluster, the newest by commit order. (A single node replaces at
+    /// registration and never publishes this.)
+    SocketOpened {
+        /// The session.
+        session_id: String,
+        /// The hub the socket is on.
+        node: String,
+        /// The socket's id on that hub.
+        connection: u64,
+    },
     /// A marker the hub resolves when it routes it: everything published before it has been
     /// routed. Local to this node, never stored.
     #[serde(skip)]

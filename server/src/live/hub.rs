@@ -104,6 +104,8 @@ struct Entry {
     last_seen: Arc<AtomicI64>,
     /// Whether it asked for the console's added message types (`?additions=1`).
     additions: bool,
+    /// Whether its own [`Event::SocketOpened`] has come back through the bus.
+    announced: bool,
 }
 
 #[derive(Default)]
@@ -155,6 +157,7 @@ pub struct Hub {
     registry: Arc<Mutex<Registry>>,
     next_id: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
+    node: Arc<str>,
 }
 
 impl Hub {
@@ -164,7 +167,13 @@ impl Hub {
             registry: Arc::default(),
             next_id: Arc::new(AtomicU64::new(1)),
             metrics,
+            node: uuid::Uuid::new_v4().simple().to_string().into(),
         }
+    }
+
+    /// This hub's id among the nodes of a cluster.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     fn lock(&self) -> MutexGuard<'_, Registry> {
@@ -205,6 +214,7 @@ impl Hub {
                 revoked: false,
                 last_seen: last_seen.clone(),
                 additions: false,
+                announced: false,
             },
         );
         reg.by_user.entry(user_id.to_owned()).or_default().push(id);
@@ -349,6 +359,25 @@ impl Hub {
                 });
                 for id in staff_with_additions(&reg, owner_id) {
                     self.offer(&reg, id, Outgoing::Frame(frame.clone()));
+                }
+                return;
+            }
+            Event::SocketOpened {
+                session_id,
+                node,
+                connection,
+            } => {
+                let ours = node.as_str() == &*self.node;
+                if let Some(&id) = reg.socket_of_session.get(session_id) {
+                    let entry = reg.conns.get_mut(&id).expect("indexed connections exist");
+                    if ours && id == *connection {
+                        entry.announced = true;
+                    } else if !ours && entry.announced {
+                        // Announced before the other: the other one is newer and replaces it.
+                        entry.kill.kill(close::REPLACED);
+                    }
+                    // Otherwise this socket is the newer one (on this node it replaced the other
+                    // at registration): its own announcement, still to come, closes the older.
                 }
                 return;
             }

@@ -348,6 +348,14 @@ pub trait Store: Send + Sync + 'static {
         actor: &User,
     ) -> Result<ImportReport>;
 
+    /// Tells every node that a socket of this session opened on hub `node` as `connection`
+    /// ([`crate::live::event::Event::SocketOpened`]), so that an older socket of the session on
+    /// another node closes with 4002. A single-node engine has nothing to do: the hub replaces
+    /// at registration.
+    async fn socket_opened(&self, _session_id: &str, _node: &str, _connection: u64) -> Result<()> {
+        Ok(())
+    }
+
     /// Returns once every event committed before the call has been routed by this node's hub.
     /// An engine that publishes before its commits return has nothing to wait for.
     async fn barrier(&self) -> Result<()> {

@@ -2014,6 +2014,18 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn socket_opened(&self, session_id: &str, node: &str, connection: u64) -> Result<()> {
+        let mut tx = self.engine.pool.begin().await?;
+        let opened = Event::SocketOpened {
+            session_id: session_id.to_owned(),
+            node: node.to_owned(),
+            connection,
+        };
+        announce(&mut tx, &[opened]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn barrier(&self) -> Result<()> {
         let (id, passed) = self.barriers.add();
         let announced = sqlx::query("SELECT pg_notify($1, $2)")

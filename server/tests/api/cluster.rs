@@ -1,5 +1,6 @@
 //! Tests: several server nodes on one PostgreSQL database, behind no sticky load balancer — a
-//! sign-in on one node invalidates a socket held by another, a phase change on one reaches students
+//! sign-in on one node invalidates a socket held by another, a newer socket of a session on one
+//! node closes the older on another (4002), a phase change on one reaches students
 //! on every node, the participants board is right across nodes, concurrent saves of one answer on
 //! two nodes stay idempotent, and a node killed while students are connected leaves them shown
 //! disconnected once its heartbeat expires, after which they reconnect to another node without
@@ -108,6 +109,24 @@ async fn a_sign_in_on_one_node_invalidates_a_socket_held_by_another() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
         assert_eq!(body["error"]["code"], "session_invalidated");
     }
+}
+
+#[tokio::test]
+async fn a_newer_socket_of_a_session_on_another_node_closes_the_older_with_4002() {
+    let Some((mut a, b)) = two_nodes(Options::default()).await else {
+        return;
+    };
+    let prof = a.professor("prof1").await;
+    let alice = a.student("alice").await;
+    let evaluation = a.running(&prof, &[&alice]).await;
+    a.join(&alice, &evaluation.id).await;
+    let (mut older, _) = a.socket_ready(&alice).await;
+
+    let (mut newer, _) = b.socket_ready(&alice).await;
+
+    assert_eq!(older.closed().await, Some(close::REPLACED));
+    saved(&mut newer, &evaluation.id, "q1", 1).await;
+    assert!(connected(&a, &prof, &evaluation.id, "alice").await);
 }
 
 #[tokio::test]
