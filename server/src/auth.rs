@@ -243,6 +243,37 @@ impl Throttle {
         }
     }
 
+    /// `Err(seconds)` while attempts are refused, judged from failures counted elsewhere (by every
+    /// node of a cluster): times in ms since the epoch, oldest first.
+    pub fn check_counted(
+        &self,
+        for_user: &[i64],
+        for_address: &[i64],
+        now_ms: i64,
+    ) -> Result<(), u64> {
+        let window_ms = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
+        let wait_ms = [(for_user, self.per_user), (for_address, self.per_address)]
+            .into_iter()
+            .filter_map(|(times, limit)| {
+                let recent: Vec<i64> = times
+                    .iter()
+                    .copied()
+                    .filter(|t| now_ms - t < window_ms)
+                    .collect();
+                (recent.len() >= limit).then(|| window_ms - (now_ms - recent[recent.len() - limit]))
+            })
+            .max();
+        match wait_ms {
+            None => Ok(()),
+            Some(ms) => Err(u64::try_from((ms + 999) / 1000).unwrap_or(1).max(1)),
+        }
+    }
+
+    /// The window and the limits: (window, per username and address, per address).
+    pub fn limits(&self) -> (Duration, usize, usize) {
+        (self.window, self.per_user, self.per_address)
+    }
+
     /// Records a failure.
     pub fn fail(&self, ip: IpAddr, username: &str, now: Instant) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -306,6 +337,19 @@ mod tests {
                 .check(IP, "alice", t0 + Duration::from_secs(300))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn failures_counted_by_every_node_refuse_by_the_same_rule() {
+        let throttle = Throttle::new();
+        let now = 1_000_000_000;
+        let ten: Vec<i64> = (0..10).map(|i| now - 1000 + i).collect();
+        assert!(throttle.check_counted(&ten[1..], &[], now).is_ok());
+        assert_eq!(throttle.check_counted(&ten, &[], now), Err(299));
+        assert!(throttle.check_counted(&ten, &[], now + 299_000).is_ok());
+        let hundred: Vec<i64> = (0..100).map(|i| now - 100 + i).collect();
+        assert!(throttle.check_counted(&[], &hundred[1..], now).is_ok());
+        assert!(throttle.check_counted(&[], &hundred, now).is_err());
     }
 
     #[test]

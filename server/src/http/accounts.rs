@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use invigil_protocol::{
-    CreateUser, ErrorCode, InvalidationReason, LoginRequest, LoginResponse, Role, User,
+    CreateUser, ErrorCode, InvalidationReason, LoginRequest, LoginResponse, Role, Timestamp, User,
 };
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -118,7 +118,24 @@ async fn login(
             "A sign-in from a web page must come from this server's own pages (Origin check).",
         ));
     }
-    if let Err(wait) = state.throttle.check(ip, &body.username, Instant::now()) {
+    // Behind several nodes the failures are counted in the database, so that the contract's
+    // limits hold whichever node a request reaches; a single node counts them in memory.
+    let (window, per_user, per_address) = state.throttle.limits();
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    let address = ip.to_string();
+    let counted = state
+        .store
+        .recent_sign_in_failures(&address, &body.username, window_ms, per_user, per_address)
+        .await?;
+    let refused = match counted {
+        Some((for_user, for_address)) => {
+            state
+                .throttle
+                .check_counted(&for_user, &for_address, Timestamp::now().unix_ms())
+        }
+        None => state.throttle.check(ip, &body.username, Instant::now()),
+    };
+    if let Err(wait) = refused {
         tracing::warn!("sign-in refused: too many failures");
         return Err(Error::too_many_attempts(wait));
     }
@@ -126,6 +143,10 @@ async fn login(
     let hash = account.as_ref().map(|a| a.password_hash.clone());
     if !verify_password(hash, body.password).await? {
         state.throttle.fail(ip, &body.username, Instant::now());
+        state
+            .store
+            .record_sign_in_failure(&address, &body.username)
+            .await?;
         tracing::info!("sign-in failed");
         return Err(Error::api(
             ErrorCode::InvalidCredentials,

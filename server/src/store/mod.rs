@@ -356,6 +356,25 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Failed sign-ins from `address` counted by every node: the times (ms, oldest first) of the
+    /// latest `per_user` for `username` and of the latest `per_address` for any username, within
+    /// the last `window_ms`. `None` for a single-node engine, whose in-memory count is exact.
+    async fn recent_sign_in_failures(
+        &self,
+        _address: &str,
+        _username: &str,
+        _window_ms: i64,
+        _per_user: usize,
+        _per_address: usize,
+    ) -> Result<Option<(Vec<i64>, Vec<i64>)>> {
+        Ok(None)
+    }
+
+    /// Records a failed sign-in for [`Store::recent_sign_in_failures`] (nothing on one node).
+    async fn record_sign_in_failure(&self, _address: &str, _username: &str) -> Result<()> {
+        Ok(())
+    }
+
     /// Returns once every event committed before the call has been routed by this node's hub.
     /// An engine that publishes before its commits return has nothing to wait for.
     async fn barrier(&self) -> Result<()> {

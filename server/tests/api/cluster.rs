@@ -1,6 +1,6 @@
 //! Tests: several server nodes on one PostgreSQL database, behind no sticky load balancer — a
 //! sign-in on one node invalidates a socket held by another, a newer socket of a session on one
-//! node closes the older on another (4002), a phase change on one reaches students
+//! node closes the older on another (4002), failed sign-ins are counted across nodes, a phase change on one reaches students
 //! on every node, the participants board is right across nodes, concurrent saves of one answer on
 //! two nodes stay idempotent, and a node killed while students are connected leaves them shown
 //! disconnected once its heartbeat expires, after which they reconnect to another node without
@@ -127,6 +127,50 @@ async fn a_newer_socket_of_a_session_on_another_node_closes_the_older_with_4002(
     assert_eq!(older.closed().await, Some(close::REPLACED));
     saved(&mut newer, &evaluation.id, "q1", 1).await;
     assert!(connected(&a, &prof, &evaluation.id, "alice").await);
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_counted_across_nodes() {
+    let Some((mut a, b)) = two_nodes(Options::default()).await else {
+        return;
+    };
+    a.create_user("alice", STUDENT).await;
+    let login = |password: &str| json!({"username": "alice", "password": password});
+
+    for i in 0..10 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let (status, body) = node
+            .call(
+                reqwest::Method::POST,
+                "/api/login",
+                None,
+                Some(login("wrong")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "failure {i}: {body}");
+    }
+
+    for node in [&a, &b] {
+        let response = node
+            .http
+            .post(node.url("/api/login"))
+            .json(&login(PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry_after: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (1..=300).contains(&retry_after),
+            "Retry-After: {retry_after}"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "too_many_attempts");
+    }
 }
 
 #[tokio::test]
