@@ -700,13 +700,19 @@ async fn an_imported_answer_file_stores_only_newer_revisions_marked_with_their_s
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    // Written on the device while the evaluation ran: the moment of that save is such a time (a
+    // fixed date would fall before the start, and so be late, once it is in the past).
+    let (_, answers) = app
+        .get(&prof, &at(&evaluation, "/students/alice/answers"))
+        .await;
+    let while_running = answers[0]["saved_at"].clone();
     let (mut board, _) = app.socket_ready(&prof).await;
 
     let file = export_file(
         &evaluation.id,
         json!([
             {"question_id": "q1", "revision": 2, "content": "older"},
-            {"question_id": "q2", "revision": 4, "content": "fn search() {}", "edited_at": "2026-11-22T09:05:00.000Z"},
+            {"question_id": "q2", "revision": 4, "content": "fn search() {}", "edited_at": while_running},
             {"question_id": "q2", "revision": 1, "content": "superseded"},
             {"question_id": "q9", "revision": 1, "content": "no such question"},
             {"evaluation_id": "elsewhere", "question_id": "q1", "revision": 9, "content": "x"}
