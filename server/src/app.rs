@@ -13,9 +13,28 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Everything a handler may need.
+/// Everything a handler may need, behind one `Arc`: every request and every live connection holds
+/// a copy, and one pointer is cheaper to clone and to keep than seven.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    /// Shares `services` with every handler.
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Services {
     /// Storage.
     pub store: Arc<dyn Store>,
     /// This node's live connections.

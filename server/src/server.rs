@@ -2,7 +2,7 @@
 //! in order: stop accepting, let every connection finish the saves it started and close with
 //! 1001, then let the store commit every pending write.
 
-use crate::app::{AppState, app};
+use crate::app::{AppState, Services, app};
 use crate::auth::Throttle;
 use crate::config::Config;
 use crate::http::accounts::create_account;
@@ -49,7 +49,7 @@ pub async fn run(
     let store = store::open(&config.database, bus, config.heartbeat()).await?;
     let hub = Hub::new(metrics.clone());
     let dispatcher = tokio::spawn(hub.clone().dispatch(events));
-    let state = AppState {
+    let state = AppState::new(Services {
         store: store.clone(),
         hub,
         config: Arc::new(config),
@@ -57,7 +57,7 @@ pub async fn run(
         metrics,
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
-    };
+    });
     bootstrap_admin(&state).await?;
     if state.config.demo {
         demo::seed(&state, listener.local_addr()?).await?;

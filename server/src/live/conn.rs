@@ -3,20 +3,23 @@
 
 use super::event::Event;
 use super::hub::{ConnKind, Frame, Kill, Outgoing};
+use super::mailbox::Receiver;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::store::{ConnectionChange, Presence, Session, SessionLookup};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::response::sse;
 use futures_util::SinkExt;
+use futures_util::future::BoxFuture;
 use futures_util::stream::SplitSink;
 use invigil_protocol::{
     InvalidationReason, Participation, Role, ServerMessage, Timestamp, UpdateReason, close,
 };
-use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// Where a connection's frames go.
 pub enum Out {
@@ -42,25 +45,51 @@ impl Out {
         }
     }
 
-    async fn close(&mut self, code: u16, reason: &'static str) {
-        if let Out::Socket(sink) = self {
-            let frame = CloseFrame {
-                code,
-                reason: reason.into(),
-            };
-            // A peer that stopped reading must not hold the close up.
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                let _ = sink.send(Message::Close(Some(frame))).await;
-                let _ = sink.flush().await;
-            })
-            .await;
-        }
+    /// Boxed: a connection closes once, and its writer, awaiting this in several places, should
+    /// not keep room for it (and its timeout) all its life.
+    fn close(&mut self, code: u16, reason: &'static str) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Out::Socket(sink) = self {
+                let frame = CloseFrame {
+                    code,
+                    reason: reason.into(),
+                };
+                // A peer that stopped reading must not hold the close up.
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    let _ = sink.flush().await;
+                })
+                .await;
+            }
+        })
     }
 }
 
-/// The user's side of events: their participations, so that an update names the right one.
+/// The user's side of events: their participations, so that an update names the right one. A
+/// list rather than a map: a student sits a handful of evaluations, and every idle socket keeps
+/// one of these.
+#[derive(Default)]
 struct View {
-    participations: HashMap<String, Participation>,
+    participations: Vec<Participation>,
+}
+
+impl View {
+    fn get(&self, evaluation_id: &str) -> Option<&Participation> {
+        self.participations
+            .iter()
+            .find(|p| p.evaluation_id == evaluation_id)
+    }
+
+    fn keep(&mut self, participation: Participation) {
+        match self
+            .participations
+            .iter_mut()
+            .find(|p| p.evaluation_id == participation.evaluation_id)
+        {
+            Some(kept) => *kept = participation,
+            None => self.participations.push(participation),
+        }
+    }
 }
 
 /// Why a connection's writer stopped.
@@ -73,18 +102,23 @@ pub enum Ended {
 }
 
 /// Sends `WELCOME`, the snapshot and then the queue until the connection ends.
+///
+/// For a socket, `last_seen` is when its reader last heard the client (ms since the epoch): the
+/// writer closes it with 4008 after three heartbeats of silence. The writer's one timer serves
+/// both the heartbeats and that watch, so that an idle connection keeps a single timer and a
+/// frame in costs no timer update. An event stream (`None`) sends only, and is closed here at
+/// shutdown; a socket's reader handles shutdown, after the saves it started.
 pub async fn run_writer(
     state: &AppState,
     session: &Session,
     out: &mut Out,
-    rx: &mut mpsc::Receiver<Outgoing>,
+    rx: &mut Receiver,
     kill: &Kill,
-    stop_on_shutdown: bool,
+    last_seen: Option<&AtomicI64>,
 ) -> Ended {
-    let mut view = View {
-        participations: HashMap::new(),
-    };
-    let first = match opening(state, session, &mut view).await {
+    let mut view = View::default();
+    // Boxed: the snapshot is built once, and an idle connection should not keep room for it.
+    let first = match Box::pin(opening(state, session, &mut view)).await {
         Ok(frames) => frames,
         Err(e) => {
             tracing::error!(error = ?e, "could not build a connection's snapshot");
@@ -93,24 +127,41 @@ pub async fn run_writer(
         }
     };
     for frame in &first {
-        if !send(state, out, frame, kill).await {
+        if !Box::pin(send(state, out, frame, kill)).await {
             return finish(out, kill).await;
         }
     }
     drop(first);
-    let mut ticker = tokio::time::interval(state.config.heartbeat());
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
+    let heartbeat = state.config.heartbeat();
+    let mut beat_at = Instant::now() + heartbeat;
+    let timer = tokio::time::sleep_until(beat_at);
+    tokio::pin!(timer);
     loop {
         let next = tokio::select! {
             biased;
             _ = kill.killed() => return finish(out, kill).await,
-            _ = state.shutdown.cancelled(), if stop_on_shutdown => {
+            _ = state.shutdown.cancelled(), if last_seen.is_none() => {
                 out.close(close::GOING_AWAY, "the server is restarting").await;
                 return Ended::Closed(close::GOING_AWAY);
             }
             next = rx.recv() => next,
-            _ = ticker.tick() => Some(Outgoing::Frame(Frame::new(&ServerMessage::Heartbeat { server_time: Timestamp::now() }))),
+            () = &mut timer => {
+                let now = Instant::now();
+                let silent_at = last_seen.map(|heard| silent_at(heard, heartbeat, now));
+                if silent_at.is_some_and(|at| at <= now) {
+                    out.close(close::SILENT, "nothing was heard for three heartbeats").await;
+                    return Ended::Closed(close::SILENT);
+                }
+                let beat = beat_at <= now;
+                if beat {
+                    beat_at = now + heartbeat;
+                }
+                timer.as_mut().reset(silent_at.map_or(beat_at, |at| at.min(beat_at)));
+                if !beat {
+                    continue;
+                }
+                Some(Outgoing::Frame(Frame::new(&ServerMessage::Heartbeat { server_time: Timestamp::now() })))
+            }
         };
         let Some(next) = next else {
             return Ended::PeerGone;
@@ -121,12 +172,16 @@ pub async fn run_writer(
                 return Ended::Closed(code);
             }
             Outgoing::Frame(frame) => (frame, None),
-            Outgoing::Event(event) => match render(state, session, &mut view, &event).await {
-                Some(rendered) => rendered,
-                None => continue,
-            },
+            // Boxed, as sending below: an idle connection waits elsewhere, and should not keep
+            // room for these (each one allocation per frame, far cheaper than the write).
+            Outgoing::Event(event) => {
+                match Box::pin(render(state, session, &mut view, &event)).await {
+                    Some(rendered) => rendered,
+                    None => continue,
+                }
+            }
         };
-        if !send(state, out, &frame, kill).await {
+        if !Box::pin(send(state, out, &frame, kill)).await {
             return finish(out, kill).await;
         }
         if let Some((code, reason)) = then_close {
@@ -134,6 +189,16 @@ pub async fn run_writer(
             return Ended::Closed(code);
         }
     }
+}
+
+/// When a client last heard at `heard` (ms since the epoch) has been silent for three heartbeats.
+fn silent_at(heard: &AtomicI64, heartbeat: Duration, now: Instant) -> Instant {
+    let silence = i64::try_from((heartbeat * 3).as_millis()).unwrap_or(i64::MAX);
+    let left = heard
+        .load(Ordering::Relaxed)
+        .saturating_add(silence)
+        .saturating_sub(Timestamp::now().unix_ms());
+    now + Duration::from_millis(u64::try_from(left).unwrap_or(0))
 }
 
 async fn send(state: &AppState, out: &mut Out, frame: &Frame, kill: &Kill) -> bool {
@@ -181,8 +246,7 @@ async fn opening(
     })];
     if user.role == Role::Student {
         for v in state.store.student_views(user).await? {
-            view.participations
-                .insert(v.evaluation.id.clone(), v.participation.clone());
+            view.keep(v.participation.clone());
             frames.push(Frame::new(&ServerMessage::EvaluationUpdate {
                 reason: UpdateReason::Snapshot,
                 evaluation: v.evaluation,
@@ -231,7 +295,7 @@ async fn render(
             let evaluation_id = &e.evaluation.id;
             let participation = match e.participations.get(&user.id) {
                 Some(p) => p.clone(),
-                None => match view.participations.get(evaluation_id) {
+                None => match view.get(evaluation_id) {
                     Some(p) => p.clone(),
                     // Not seen on this connection yet (say, an evaluation opened to everyone).
                     None => match state.store.participation(evaluation_id, user).await {
@@ -248,8 +312,7 @@ async fn render(
                 return None;
             }
             let json = evaluation_update_json(e.reason, e.evaluation_json(), &participation);
-            view.participations
-                .insert(evaluation_id.clone(), participation);
+            view.keep(participation);
             Some((
                 Frame {
                     kind: "EVALUATION_UPDATE",

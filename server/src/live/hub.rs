@@ -5,6 +5,7 @@
 //! up the others: a connection whose queue is full is closed instead, and memory stays bounded.
 
 use super::event::{Audience, Event, ParticipantEvent, ParticipantRow};
+use super::mailbox::{self, Receiver, Sender};
 use crate::metrics::Metrics;
 use axum::extract::ws::Utf8Bytes;
 use invigil_protocol::{
@@ -98,7 +99,7 @@ struct Entry {
     session_id: String,
     role: Role,
     kind: ConnKind,
-    tx: mpsc::Sender<Outgoing>,
+    tx: Sender,
     kill: Arc<Kill>,
     revoked: bool,
     last_seen: Arc<AtomicI64>,
@@ -140,9 +141,9 @@ pub struct Registration {
     /// The connection's id in the hub.
     pub id: u64,
     /// Its queue.
-    pub rx: mpsc::Receiver<Outgoing>,
+    pub rx: Receiver,
     /// Its sender, for acknowledgements from its own reader.
-    pub tx: mpsc::Sender<Outgoing>,
+    pub tx: Sender,
     /// Closes it from outside.
     pub kill: Arc<Kill>,
     /// When the server last heard from it (ms since the epoch).
@@ -190,7 +191,7 @@ impl Hub {
         kind: ConnKind,
     ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
+        let (tx, rx) = mailbox::mailbox(QUEUE_FRAMES);
         let kill = Arc::new(Kill::default());
         let last_seen = Arc::new(AtomicI64::new(Timestamp::now().unix_ms()));
         let mut reg = self.lock();

@@ -2,6 +2,7 @@
 //!
 //! - [`event`]: what a committed change means for connections, and the [`event::Bus`] carrying it.
 //! - [`hub`]: this node's registry of connections and the dispatcher routing events to them.
+//! - [`mailbox`]: a connection's bounded queue of outgoing frames.
 //! - [`conn`]: a connection's outgoing side (welcome, snapshot, events, heartbeats, close).
 //! - [`ws`] and [`sse`]: the two transports.
 
@@ -22,5 +23,6 @@ impl LiveQuery {
 pub mod conn;
 pub mod event;
 pub mod hub;
+pub mod mailbox;
 pub mod sse;
 pub mod ws;

@@ -30,7 +30,7 @@ pub async fn events(
                 let (state, session) = (&state, &caller.session);
                 async move {
                     let mut out = Out::Stream(tx);
-                    run_writer(state, session, &mut out, &mut reg.rx, &reg.kill, true).await
+                    run_writer(state, session, &mut out, &mut reg.rx, &reg.kill, None).await
                 }
             },
         )

@@ -3,11 +3,13 @@
 //! The writer ([`super::conn::run_writer`]) and the reader below run side by side on one task,
 //! joined by the connection's bounded queue; when either ends, the other is stopped. The reader
 //! saves answers concurrently (up to [`MAX_SAVES_IN_FLIGHT`]) and acknowledges each once durable,
-//! watches for silence, and on shutdown takes the frames already received, stops reading, waits for
-//! the saves it started, then closes with 1001.
+//! notes when it last heard the client (the writer's one timer closes a silent socket), and on
+//! shutdown takes the frames already received, stops reading, waits for the saves it started, then
+//! closes with 1001.
 
 use super::conn::{Out, hold, run_writer};
 use super::hub::{ConnKind, Frame, Kill, Outgoing};
+use super::mailbox::Sender;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::domain::{Revision, check_content};
@@ -17,7 +19,7 @@ use crate::store::{NewAnswer, Session};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
-use futures_util::stream::{FuturesUnordered, SplitStream};
+use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
 use futures_util::{FutureExt, StreamExt};
 use invigil_protocol::{
     ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, Role, ServerMessage, Timestamp, close,
@@ -26,13 +28,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Saves one socket may have waiting for the database at once; past that it is not read.
 pub const MAX_SAVES_IN_FLIGHT: usize = 64;
-/// tungstenite's read buffer per socket: its 128 KiB default costs ~134 KB per idle socket.
-const READ_BUFFER_BYTES: usize = 4096;
+/// tungstenite's read buffer per socket, allocated and zero-filled up front: its 128 KiB default
+/// cost ~134 KB per idle socket, 4 KiB still two thirds of one. Clients send heartbeats and
+/// saves of a few hundred bytes; a larger message is read in more calls (the buffer grows to
+/// hold a whole frame whatever this is).
+const READ_BUFFER_BYTES: usize = 512;
 
 /// Upgrades to the live socket.
 pub async fn upgrade(
@@ -43,38 +47,55 @@ pub async fn upgrade(
 ) -> Response {
     let additions = query.additions();
     let tasks = state.tasks.clone();
+    // Boxed now: the upgrade's closure and the connection's future would each keep a copy.
+    let caller = Box::new(caller);
     ws.read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_write_buffer_size(4 * MAX_MESSAGE_BYTES)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "a socket upgrade failed"))
-        .on_upgrade(move |socket| tasks.track_future(serve(socket, state, caller, additions)))
+        .on_upgrade(move |socket| {
+            // Split before the connection's future takes it: a future keeps room for everything
+            // it was given for as long as it lives, and the socket itself is needed no more.
+            let (sink, stream) = socket.split();
+            tasks.track_future(serve(sink, stream, state, caller, additions))
+        })
 }
 
-async fn serve(socket: WebSocket, state: AppState, caller: Caller, additions: bool) {
+// Every idle socket holds this future: what it keeps across awaits is its memory. The writer and
+// the reader are built inside `join!`, never as locals first, which would keep room for both
+// twice.
+async fn serve(
+    sink: SplitSink<WebSocket, Message>,
+    stream: SplitStream<WebSocket>,
+    state: AppState,
+    caller: Box<Caller>,
+    additions: bool,
+) {
     hold(&state, &caller, ConnKind::Socket, additions, |mut reg| {
         let (state, session) = (&state, &caller.session);
         async move {
-            let (sink, stream) = socket.split();
             let mut out = Out::Socket(sink);
             let done = CancellationToken::new();
-            let writer = async {
-                let ended =
-                    run_writer(state, session, &mut out, &mut reg.rx, &reg.kill, false).await;
-                done.cancel();
-                ended
-            };
-            let reader = read(
-                stream,
-                state,
-                session,
-                reg.tx.clone(),
-                &reg.kill,
-                &done,
-                &reg.last_seen,
+            let (ended, ()) = tokio::join!(
+                async {
+                    let silence = Some(&*reg.last_seen);
+                    let ended =
+                        run_writer(state, session, &mut out, &mut reg.rx, &reg.kill, silence).await;
+                    done.cancel();
+                    ended
+                },
+                read(
+                    stream,
+                    state,
+                    session,
+                    reg.tx.clone(),
+                    &reg.kill,
+                    &done,
+                    &reg.last_seen,
+                ),
             );
-            let (ended, _) = tokio::join!(writer, reader);
             ended
         }
     })
@@ -87,14 +108,11 @@ async fn read(
     mut stream: SplitStream<WebSocket>,
     state: &AppState,
     session: &Session,
-    tx: mpsc::Sender<Outgoing>,
+    tx: Sender,
     kill: &Kill,
     done: &CancellationToken,
     last_seen: &AtomicI64,
 ) {
-    let silence = state.config.heartbeat() * 3;
-    let deadline = tokio::time::sleep(silence);
-    tokio::pin!(deadline);
     let mut saves: FuturesUnordered<Save> = FuturesUnordered::new();
     let queue = |message: &ServerMessage| {
         if tx.try_send(Outgoing::Frame(Frame::new(message))).is_err() {
@@ -125,11 +143,9 @@ async fn read(
                 }
             }
             Some(ack) = saves.next(), if !saves.is_empty() => queue(&ack),
-            _ = &mut deadline => break Some((close::SILENT, "nothing was heard for three heartbeats")),
             frame = stream.next(), if saves.len() < MAX_SAVES_IN_FLIGHT => {
-                match take(frame, state, session, &mut saves, &queue, last_seen) {
-                    Read::On => deadline.as_mut().reset(tokio::time::Instant::now() + silence),
-                    Read::Stop(exit) => break exit,
+                if let Read::Stop(exit) = take(frame, state, session, &mut saves, &queue, last_seen) {
+                    break exit;
                 }
             }
         }
