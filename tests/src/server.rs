@@ -23,7 +23,7 @@ use tokio::sync::watch;
 pub const WAIT: Duration = Duration::from_secs(20);
 /// The bootstrap admin of every test server.
 pub const ADMIN: (&str, &str) = ("admin", "admin-password");
-/// The password of every user the bench creates.
+/// The password of every user the tests create.
 pub const PASSWORD: &str = "correct horse battery";
 
 /// The workspace's root folder.
@@ -41,11 +41,16 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace().join("target"))
 }
 
-/// The server binary, built once per test run.
+/// The server binary: `INVIGIL_SERVER_BIN` when set (`.ci/run` points it at the binary that
+/// `cargo test --workspace` builds, so that nothing is compiled twice), else built once per test
+/// run.
 pub fn server_binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
+            if let Some(given) = given_binary("INVIGIL_SERVER_BIN") {
+                return given;
+            }
             let workspace = workspace();
             let target = target_dir();
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -78,6 +83,17 @@ pub fn server_binary() -> PathBuf {
             binary
         })
         .clone()
+}
+
+/// The binary an environment variable names, if it does (and then it must exist).
+pub fn given_binary(variable: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os(variable)?);
+    assert!(
+        path.is_file(),
+        "{variable} names {}, which does not exist",
+        path.display()
+    );
+    Some(path)
 }
 
 /// A running server with its own database, restartable on the same port.

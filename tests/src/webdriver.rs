@@ -60,12 +60,15 @@ fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The app binary, built once per test process (`cargo build -p invigil-desktop`, a no-op when
-/// fresh).
+/// The app binary: `INVIGIL_DESKTOP_BIN` when set (as `.ci/run` does), else built once per test
+/// process (`cargo build -p invigil-desktop`, a no-op when fresh).
 pub fn app_binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
+            if let Some(given) = crate::server::given_binary("INVIGIL_DESKTOP_BIN") {
+                return given;
+            }
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let status = Command::new(cargo)
                 .args([
