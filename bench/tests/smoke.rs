@@ -99,9 +99,16 @@ fn every_scenario_runs_and_measures_every_student() {
     assert_eq!((storm.not_back, storm.lost), (0, 0), "{storm:?}");
     assert!(storm.all_back_after_kill_ms >= storm.restart_ms);
     assert_eq!(results.invalidation[0].latency.count, 5);
+    // Each of the 20 pollers fetched once a second for the 3 s window, and every request and
+    // response was counted; the push side saw frames both ways.
     let polling = &results.polling[0].runs[0];
     assert_eq!(polling.poll_failures, 0);
-    assert!(polling.poll.messages > polling.push.messages, "{polling:?}");
+    assert_eq!(polling.poll_latency.count, 20 * 3, "{polling:?}");
+    assert_eq!(polling.poll.messages, 2 * 20 * 3, "{polling:?}");
+    assert!(
+        polling.push.messages > 0 && polling.push.bytes > 0,
+        "{polling:?}"
+    );
     let report = std::fs::read_to_string(work.path().join("report.md")).unwrap();
     assert!(report.contains("### Fan-out") && report.contains("### Reconnection storm"));
 
