@@ -30,6 +30,9 @@ enum Command {
         /// The numbers of students of the idle and fan-out scenarios, instead of the mode's.
         #[arg(long, value_delimiter = ',')]
         sizes: Vec<usize>,
+        /// Phase changes per fan-out measurement, instead of the mode's.
+        #[arg(long)]
+        changes: Option<usize>,
         /// The invigil-server binary (by default the one beside this binary).
         #[arg(long)]
         server: Option<PathBuf>,
@@ -57,6 +60,7 @@ fn main() -> anyhow::Result<()> {
             scenarios,
             targets,
             sizes,
+            changes,
             server,
             work,
             postgres,
@@ -88,6 +92,7 @@ fn main() -> anyhow::Result<()> {
                 scenarios,
                 targets,
                 sizes,
+                changes,
                 postgres,
                 paths: paths.clone(),
             };

@@ -104,6 +104,12 @@ pub struct FanoutRow {
     pub changes: Vec<Spread>,
     /// Sockets that never received a change.
     pub missing: usize,
+    /// Per change, the server's CPU time from the trigger to the last receipt, ms.
+    #[serde(default)]
+    pub server_cpu_ms: Vec<f64>,
+    /// Per change, the generator's CPU time over the same span, ms.
+    #[serde(default)]
+    pub generator_cpu_ms: Vec<f64>,
 }
 
 impl FanoutRow {
@@ -321,7 +327,7 @@ impl Results {
         let _ = writeln!(
             md,
             "### Fan-out\n\nFrom the trigger (invigil: `POST /api/evaluations/{{id}}/phase`; a peer: `GET /broadcast`) to each socket's receipt of the update, in ms: medians over every change of every run.\n\n\
-             | server | students | changes | p50 | p99 | max (last receipt) | missing | p99 ratio (peer / invigil) |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+             | server | students | changes | p50 | p99 | max (last receipt) | missing | server CPU / change | generator CPU / change | p99 ratio (peer / invigil) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for row in &self.fanout {
             let (p50, p99, max) = row.medians();
@@ -331,7 +337,7 @@ impl Results {
             .map(|o| o.medians().1);
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} |",
+                "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.1} ms | {:.1} ms | {} |",
                 row.target,
                 row.students,
                 row.changes.len(),
@@ -339,6 +345,8 @@ impl Results {
                 p99,
                 max,
                 row.missing,
+                median(&row.server_cpu_ms),
+                median(&row.generator_cpu_ms),
                 match ours {
                     Some(o) if row.target != "invigil" => ratio(o, p99),
                     _ => "—".into(),

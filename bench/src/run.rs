@@ -150,6 +150,8 @@ pub struct Options {
     pub targets: Vec<Kind>,
     /// The sizes of the idle and fan-out scenarios, instead of the mode's (when not empty).
     pub sizes: Vec<usize>,
+    /// Phase changes per fan-out measurement, instead of the mode's.
+    pub changes: Option<usize>,
     /// The PostgreSQL server for the answers scenario on PostgreSQL (a database is created on it
     /// and dropped after), if any.
     pub postgres: Option<String>,
@@ -189,6 +191,9 @@ pub async fn run(options: Options) -> Result<Results> {
     let mut plan = Plan::of(options.mode);
     if !options.sizes.is_empty() {
         plan.sizes = options.sizes.clone();
+    }
+    if let Some(changes) = options.changes {
+        plan.changes = changes;
     }
     std::fs::create_dir_all(&options.paths.work)?;
     let mut conductor = Conductor {
@@ -427,12 +432,16 @@ impl Conductor {
         push_idle(&mut self.results.idle, kind, n, run);
 
         let api = Api::new(&server.url());
-        let mut changes = Vec::new();
+        let workers = fleet.pids();
+        let generator_ns = || -> Result<u64> { workers.iter().map(|&p| procfs::cpu_ns(p)).sum() };
+        let (mut changes, mut server_cpu_ms, mut generator_cpu_ms) =
+            (Vec::new(), Vec::new(), Vec::new());
         let mut missing = 0;
         for _ in 0..self.plan.changes {
             self.generation += 1;
             let generation = self.generation;
             fleet.ask_all(Command::Arm { generation }).await?;
+            let (server_before, generator_before) = (procfs::cpu_ns(pid)?, generator_ns()?);
             let start = now_ns();
             match kind {
                 Kind::Invigil => {
@@ -462,6 +471,8 @@ impl Conductor {
                     timeout_ms: 30_000,
                 })
                 .await?;
+            server_cpu_ms.push((procfs::cpu_ns(pid)? - server_before) as f64 / 1e6);
+            generator_cpu_ms.push((generator_ns()? - generator_before) as f64 / 1e6);
             let mut latencies = Vec::with_capacity(n);
             for reply in replies {
                 if let Reply::Received {
@@ -479,8 +490,12 @@ impl Conductor {
         }
         if let Some(last) = changes.last() {
             eprintln!(
-                "bench:   fan-out p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-                last.p50, last.p99, last.max
+                "bench:   fan-out p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU per change: server {:.1} ms, generator {:.1} ms",
+                last.p50,
+                last.p99,
+                last.max,
+                median(&server_cpu_ms),
+                median(&generator_cpu_ms)
             );
         }
         match self
@@ -492,12 +507,16 @@ impl Conductor {
             Some(row) => {
                 row.changes.extend(changes);
                 row.missing += missing;
+                row.server_cpu_ms.extend(server_cpu_ms);
+                row.generator_cpu_ms.extend(generator_cpu_ms);
             }
             None => self.results.fanout.push(FanoutRow {
                 target: kind.name().into(),
                 students: n,
                 changes,
                 missing,
+                server_cpu_ms,
+                generator_cpu_ms,
             }),
         }
         if kind == Kind::Invigil && Some(&n) == self.plan.sizes.iter().max() {

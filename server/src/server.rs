@@ -65,11 +65,12 @@ pub async fn run(
 
     let token = state.shutdown.clone();
     tokio::spawn({
-        let token = token.clone();
+        let (token, hub) = (token.clone(), state.hub.clone());
         async move {
             shutdown.await;
             tracing::info!("shutting down: closing connections after their pending saves");
             token.cancel();
+            hub.stop_all();
         }
     });
     let listener = listener.tap_io(|tcp| {

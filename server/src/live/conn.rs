@@ -65,30 +65,48 @@ impl Out {
     }
 }
 
-/// The user's side of events: their participations, so that an update names the right one. A
+/// The user's side of events: their participations, so that an update names the right one, each
+/// kept as its JSON (an update to thousands of students then serializes none of them again). A
 /// list rather than a map: a student sits a handful of evaluations, and every idle socket keeps
 /// one of these.
 #[derive(Default)]
 struct View {
-    participations: Vec<Participation>,
+    participations: Vec<Kept>,
+}
+
+/// A participation as an update carries it.
+struct Kept {
+    evaluation_id: String,
+    /// Whether the student is eligible.
+    access: bool,
+    json: String,
 }
 
 impl View {
-    fn get(&self, evaluation_id: &str) -> Option<&Participation> {
+    fn position(&self, evaluation_id: &str) -> Option<usize> {
         self.participations
             .iter()
-            .find(|p| p.evaluation_id == evaluation_id)
+            .position(|k| k.evaluation_id == evaluation_id)
     }
 
-    fn keep(&mut self, participation: Participation) {
-        match self
-            .participations
-            .iter_mut()
-            .find(|p| p.evaluation_id == participation.evaluation_id)
-        {
-            Some(kept) => *kept = participation,
-            None => self.participations.push(participation),
-        }
+    /// Keeps a participation, replacing the one of its evaluation; returns it.
+    fn keep(&mut self, participation: Participation) -> &Kept {
+        let kept = Kept {
+            json: serde_json::to_string(&participation).expect("participations serialize"),
+            access: participation.access,
+            evaluation_id: participation.evaluation_id,
+        };
+        let i = match self.position(&kept.evaluation_id) {
+            Some(i) => {
+                self.participations[i] = kept;
+                i
+            }
+            None => {
+                self.participations.push(kept);
+                self.participations.len() - 1
+            }
+        };
+        &self.participations[i]
     }
 }
 
@@ -140,7 +158,7 @@ pub async fn run_writer(
         let next = tokio::select! {
             biased;
             _ = kill.killed() => return finish(out, kill).await,
-            _ = state.shutdown.cancelled(), if last_seen.is_none() => {
+            _ = kill.stopping(), if last_seen.is_none() => {
                 out.close(close::GOING_AWAY, "the server is restarting").await;
                 return Ended::Closed(close::GOING_AWAY);
             }
@@ -293,13 +311,14 @@ async fn render(
         Event::Evaluation(e) => {
             let user = &session.user;
             let evaluation_id = &e.evaluation.id;
-            let participation = match e.participations.get(&user.id) {
-                Some(p) => p.clone(),
-                None => match view.get(evaluation_id) {
-                    Some(p) => p.clone(),
+            let kept = match e.participations.get(&user.id) {
+                Some(p) => view.keep(p.clone()),
+                None => match view.position(evaluation_id) {
+                    // Unchanged: what this connection already knows, JSON and all.
+                    Some(i) => &view.participations[i],
                     // Not seen on this connection yet (say, an evaluation opened to everyone).
                     None => match state.store.participation(evaluation_id, user).await {
-                        Ok(Some(p)) => p,
+                        Ok(Some(p)) => view.keep(p),
                         Ok(None) => return None,
                         Err(err) => {
                             tracing::error!(error = ?err, "could not load a participation for an update");
@@ -308,11 +327,10 @@ async fn render(
                     },
                 },
             };
-            if !participation.access && e.reason != UpdateReason::AccessChanged {
+            if !kept.access && e.reason != UpdateReason::AccessChanged {
                 return None;
             }
-            let json = evaluation_update_json(e.reason, e.evaluation_json(), &participation);
-            view.keep(participation);
+            let json = evaluation_update_json(e.update_prefix(), &kept.json);
             Some((
                 Frame {
                     kind: "EVALUATION_UPDATE",
@@ -331,17 +349,14 @@ async fn render(
     }
 }
 
-/// `EVALUATION_UPDATE` around an evaluation serialized once for all its recipients.
-fn evaluation_update_json(
-    reason: UpdateReason,
-    evaluation: &str,
-    participation: &Participation,
-) -> String {
-    let reason = serde_json::to_string(&reason).expect("reasons serialize");
-    let participation = serde_json::to_string(participation).expect("participations serialize");
-    format!(
-        r#"{{"type":"EVALUATION_UPDATE","reason":{reason},"evaluation":{evaluation},"participation":{participation}}}"#
-    )
+/// `EVALUATION_UPDATE`: the event's prefix, made once for all its recipients, then this
+/// student's participation.
+fn evaluation_update_json(prefix: &str, participation: &str) -> String {
+    let mut json = String::with_capacity(prefix.len() + participation.len() + 1);
+    json.push_str(prefix);
+    json.push_str(participation);
+    json.push('}');
+    json
 }
 
 /// Notes a student's connection closing, off the connection's path.
@@ -442,6 +457,7 @@ pub async fn hold<F, Fut>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::live::event::{Audience, EvaluationEvent};
     use invigil_protocol::{Access, Evaluation, ParticipationStatus, Phase};
 
     #[test]
@@ -462,10 +478,15 @@ mod tests {
             blocked_reason: None,
             access: true,
         };
-        let json = evaluation_update_json(
+        let event = EvaluationEvent::new(
             UpdateReason::PhaseChanged,
-            &serde_json::to_string(&evaluation).unwrap(),
-            &participation,
+            evaluation.clone(),
+            Audience::AllStudents,
+            Default::default(),
+        );
+        let json = evaluation_update_json(
+            event.update_prefix(),
+            &serde_json::to_string(&participation).unwrap(),
         );
         let parsed: ServerMessage = serde_json::from_str(&json).unwrap();
         assert_eq!(

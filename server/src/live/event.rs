@@ -145,10 +145,17 @@ impl EvaluationEvent {
         )
     }
 
-    /// The evaluation's JSON, made once however many students receive it.
-    pub fn evaluation_json(&self) -> &str {
+    /// The message up to each student's own part, made once however many students receive it:
+    /// `{"type":"EVALUATION_UPDATE","reason":…,"evaluation":{…},"participation":` (the rest is
+    /// the participation's JSON and the closing brace).
+    pub fn update_prefix(&self) -> &str {
         self.json.get_or_init(|| {
-            serde_json::to_string(&self.evaluation).expect("evaluations always serialize")
+            let reason = serde_json::to_string(&self.reason).expect("reasons serialize");
+            let evaluation =
+                serde_json::to_string(&self.evaluation).expect("evaluations always serialize");
+            format!(
+                r#"{{"type":"EVALUATION_UPDATE","reason":{reason},"evaluation":{evaluation},"participation":"#
+            )
         })
     }
 }

@@ -8,14 +8,15 @@ use super::event::{Audience, Event, ParticipantEvent, ParticipantRow};
 use super::mailbox::{self, Receiver, Sender};
 use crate::metrics::Metrics;
 use axum::extract::ws::Utf8Bytes;
+use futures_util::task::AtomicWaker;
 use invigil_protocol::{
     ConsoleMessage, Participant, Role, ServerMessage, Timestamp, UpdateReason, close,
 };
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// How many frames may wait for one connection before it counts as too slow.
 pub const QUEUE_FRAMES: usize = 256;
@@ -67,11 +68,22 @@ pub enum ConnKind {
     Stream,
 }
 
-/// Closes a connection from outside, at once, with a code.
+/// A connection's signals: closed from outside at once with a code (by the hub), told that the
+/// server is stopping, and, within a socket, its writer telling its reader that it has ended.
+///
+/// Plain atomics, because every wake of every connection checks them: these were
+/// `CancellationToken`s, whose every check takes a lock, and the server-wide shutdown token was
+/// one lock shared by all connections, a measurable share of a fan-out's CPU. A waker for each
+/// signal, so that they stay right whichever task waits on which (today a socket's writer and
+/// reader share one task, and an event stream's writer waits alone).
 #[derive(Debug, Default)]
 pub struct Kill {
-    token: CancellationToken,
     code: AtomicU16,
+    stopping: AtomicBool,
+    writer_ended: AtomicBool,
+    close_waker: AtomicWaker,
+    stop_waker: AtomicWaker,
+    end_waker: AtomicWaker,
 }
 
 impl Kill {
@@ -80,17 +92,60 @@ impl Kill {
         let _ = self
             .code
             .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
-        self.token.cancel();
+        self.close_waker.wake();
     }
 
     /// Resolves once the connection is asked to close.
     pub async fn killed(&self) {
-        self.token.cancelled().await;
+        self.until(&self.close_waker, |k| k.code() != 0).await;
     }
 
     /// The code asked for.
     pub fn code(&self) -> u16 {
         self.code.load(Ordering::Acquire)
+    }
+
+    /// The server is shutting down.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.stop_waker.wake();
+    }
+
+    /// Resolves once the server is shutting down.
+    pub async fn stopping(&self) {
+        self.until(&self.stop_waker, |k| k.stopping.load(Ordering::Acquire))
+            .await;
+    }
+
+    /// A socket's writer has ended: its reader stops.
+    pub fn end_writer(&self) {
+        self.writer_ended.store(true, Ordering::Release);
+        self.end_waker.wake();
+    }
+
+    /// Resolves once the socket's writer has ended.
+    pub async fn writer_ended(&self) {
+        self.until(&self.end_waker, |k| k.writer_ended.load(Ordering::Acquire))
+            .await;
+    }
+
+    fn until<'a>(
+        &'a self,
+        waker: &'a AtomicWaker,
+        done: fn(&Self) -> bool,
+    ) -> impl Future<Output = ()> + 'a {
+        std::future::poll_fn(move |cx| {
+            if done(self) {
+                return Poll::Ready(());
+            }
+            waker.register(cx.waker());
+            // Set between the check and the registration: its wake found no waker.
+            if done(self) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
     }
 }
 
@@ -116,6 +171,8 @@ struct Registry {
     socket_of_session: HashMap<String, u64>,
     students: HashSet<u64>,
     admins: HashSet<u64>,
+    /// The server is shutting down: every connection, and any that registers now, is told so.
+    stopping: bool,
 }
 
 impl Registry {
@@ -195,6 +252,9 @@ impl Hub {
         let kill = Arc::new(Kill::default());
         let last_seen = Arc::new(AtomicI64::new(Timestamp::now().unix_ms()));
         let mut reg = self.lock();
+        if reg.stopping {
+            kill.stop();
+        }
         let became_connected = !reg.connected(user_id);
         if kind == ConnKind::Socket {
             if let Some(old) = reg.socket_of_session.insert(session_id.to_owned(), id) {
@@ -271,6 +331,16 @@ impl Hub {
     pub fn presence(&self, user_id: &str) -> (bool, Option<Timestamp>) {
         let reg = self.lock();
         (reg.connected(user_id), reg.last_seen(user_id))
+    }
+
+    /// Tells every connection, and every one that registers from now on, that the server is
+    /// shutting down.
+    pub fn stop_all(&self) {
+        let mut reg = self.lock();
+        reg.stopping = true;
+        for entry in reg.conns.values() {
+            entry.kill.stop();
+        }
     }
 
     /// How many live connections this node holds.
