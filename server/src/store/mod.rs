@@ -376,10 +376,8 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Returns once every event committed before the call has been routed by this node's hub.
-    /// An engine that publishes before its commits return has nothing to wait for.
-    async fn barrier(&self) -> Result<()> {
-        Ok(())
-    }
+    /// (Publishing before a commit returns is not enough: the hub routes a moment later.)
+    async fn barrier(&self) -> Result<()>;
 
     /// Finishes every write already asked for, then refuses new ones. Called at shutdown.
     async fn close(&self);

@@ -7,7 +7,7 @@
 //! commit the writer publishes the operations' events in commit order, then answers the callers.
 
 use super::rows::{blocked_reason, opt_ts, phase, role, status, ts};
-use super::rules::{self, OnTimeAction, SaveDecision, Stored};
+use super::rules;
 use super::{
     Account, AnswerImport, AnswerRecord, Board, ConnectionChange, EvaluationEdit, EvaluationRecord,
     NewAccount, NewAnswer, NewEvaluation, Presence, SESSION_IDLE_LIMIT_MS, Session, SessionLookup,
@@ -36,6 +36,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 mod console;
+mod saves;
 
 /// At most this many operations share one transaction.
 const MAX_BATCH: usize = 2048;
@@ -54,6 +55,8 @@ type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Com
 
 enum Msg {
     Job(Job),
+    /// Answer saves, the bulk of all writes, run many to a statement ([`saves`]).
+    Save(saves::SaveJob),
     Stop(oneshot::Sender<()>),
 }
 
@@ -61,6 +64,8 @@ enum Msg {
 pub struct SqliteStore {
     read: SqlitePool,
     jobs: mpsc::Sender<Msg>,
+    /// The bus the writer publishes on, for barriers behind what it published.
+    bus: Bus,
 }
 
 impl SqliteStore {
@@ -90,8 +95,20 @@ impl SqliteStore {
             .await
             .context("while opening the read pool")?;
         let (jobs, rx) = mpsc::channel(MAX_BATCH * 4);
-        tokio::spawn(writer_loop(writer, rx, bus));
-        Ok(Self { read, jobs })
+        // The writer gets a thread of its own: each of its statements is a round trip to sqlx's
+        // SQLite thread, and on the server's runtime every answer came back to a task queued
+        // behind thousands of busy sockets, which held a batch of saves several times longer
+        // than SQLite took to run it.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("while starting the database writer's runtime")?;
+        let writer_bus = bus.clone();
+        std::thread::Builder::new()
+            .name("invigil-writer".into())
+            .spawn(move || runtime.block_on(writer_loop(writer, rx, writer_bus)))
+            .context("while starting the database writer")?;
+        Ok(Self { read, jobs, bus })
     }
 
     /// Runs `op` in the writer's next transaction; answers once it is committed.
@@ -148,15 +165,22 @@ where
     result
 }
 
+/// One operation of a batch.
+enum Op {
+    Job(Job),
+    Save(saves::SaveJob),
+}
+
 async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>, bus: Bus) {
-    let mut batch: Vec<Job> = Vec::new();
+    let mut batch: Vec<Op> = Vec::new();
     loop {
         let Some(first) = rx.recv().await else { break };
         let mut stop = None;
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
-                Msg::Job(job) => batch.push(job),
+                Msg::Job(job) => batch.push(Op::Job(job)),
+                Msg::Save(save) => batch.push(Op::Save(save)),
                 Msg::Stop(ack) => {
                     stop = Some(ack);
                     break;
@@ -178,7 +202,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>, bu
     }
 }
 
-async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>, bus: &Bus) {
+async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Op>, bus: &Bus) {
     if batch.is_empty() {
         return;
     }
@@ -189,15 +213,36 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Job>, bus: &Bus)
         return;
     }
     let mut completions = Vec::with_capacity(batch.len());
-    for job in batch.drain(..) {
-        match AssertUnwindSafe(job(conn)).catch_unwind().await {
-            Ok(completion) => completions.push(completion),
-            Err(_) => {
-                // A bug in one operation must not stop every later write: undo what it did (its
-                // caller sees its answer channel dropped, an error) and go on with the batch.
-                tracing::error!("a write operation panicked; it was rolled back");
-                let _ = sqlx::query("ROLLBACK TO op").execute(&mut *conn).await;
-                let _ = sqlx::query("RELEASE op").execute(&mut *conn).await;
+    let mut ops = batch.drain(..).peekable();
+    while let Some(op) = ops.next() {
+        match op {
+            Op::Job(job) => match AssertUnwindSafe(job(conn)).catch_unwind().await {
+                Ok(completion) => completions.push(completion),
+                Err(_) => {
+                    // A bug in one operation must not stop every later write: undo what it did
+                    // (its caller sees its answer channel dropped, an error) and go on.
+                    tracing::error!("a write operation panicked; it was rolled back");
+                    let _ = sqlx::query("ROLLBACK TO op").execute(&mut *conn).await;
+                    let _ = sqlx::query("RELEASE op").execute(&mut *conn).await;
+                }
+            },
+            // Saves in a row run together, between the operations before and after them, so
+            // that each is judged after everything that reached the writer before it.
+            Op::Save(first) => {
+                let mut run = vec![first];
+                while let Some(Op::Save(_)) = ops.peek() {
+                    if let Some(Op::Save(save)) = ops.next() {
+                        run.push(save);
+                    }
+                }
+                match AssertUnwindSafe(saves::run(conn, run)).catch_unwind().await {
+                    Ok(done) => completions.extend(done),
+                    Err(_) => {
+                        tracing::error!("a run of saves panicked; it was rolled back");
+                        let _ = sqlx::query("ROLLBACK TO saves").execute(&mut *conn).await;
+                        let _ = sqlx::query("RELEASE saves").execute(&mut *conn).await;
+                    }
+                }
             }
         }
     }
@@ -1248,89 +1293,19 @@ impl Store for SqliteStore {
     }
 
     async fn save_answer(&self, student: &User, answer: NewAnswer) -> Result<SaveAck> {
-        let student = student.clone();
-        self.write(move |conn, events| {
-            Box::pin(async move {
-                let row = sqlx::query(
-                    "SELECT e.phase, e.ends_at, e.access, e.owner_id,
-                        EXISTS (SELECT 1 FROM access_list al WHERE al.evaluation_id = e.id AND al.user_id = ?2) AS on_list,
-                        EXISTS (SELECT 1 FROM json_each(e.questions) q WHERE json_extract(q.value, '$.id') = ?3) AS has_question,
-                        p.status, a.revision, a.late
-                     FROM evaluations e
-                     LEFT JOIN participations p ON p.evaluation_id = e.id AND p.user_id = ?2
-                     LEFT JOIN answers a ON a.evaluation_id = e.id AND a.user_id = ?2 AND a.question_id = ?3
-                     WHERE e.id = ?1",
-                )
-                .bind(&answer.evaluation_id)
-                .bind(&student.id)
-                .bind(&answer.question_id)
-                .fetch_optional(&mut *conn)
-                .await?
-                .ok_or_else(|| Error::not_found(format!("There is no evaluation `{}`.", answer.evaluation_id)))?;
-                let owner_id: String = row.try_get("owner_id")?;
-                let eligible = rules::eligible(
-                    super::rows::access(row.try_get("access")?),
-                    row.try_get("on_list")?,
-                );
-                rules::check_save(eligible, row.try_get("has_question")?, status(row.try_get("status")?)?)
-                    .map_err(rules::reject_error)?;
-                let now = Timestamp::now();
-                let late = rules::is_late(phase(row.try_get("phase")?)?, opt_ts(row.try_get("ends_at")?)?, now);
-                let stored = row
-                    .try_get::<Option<i64>, _>("revision")?
-                    .map(|revision| -> Result<Stored> {
-                        Ok(Stored { revision: revision as u64, late: row.try_get("late")? })
-                    })
-                    .transpose()?;
-                let revision = answer.revision.get();
-                let on_time = match rules::decide_save(stored, revision, late) {
-                    SaveDecision::Keep { revision, late } => {
-                        return Ok(SaveAck { question_id: answer.question_id, revision, late });
-                    }
-                    SaveDecision::Write { on_time, .. } => on_time,
-                };
-                let action = match on_time {
-                    OnTimeAction::Clear => 0,
-                    OnTimeAction::KeepStored => 1,
-                    OnTimeAction::Unchanged => 2,
-                };
-                sqlx::query(
-                    "INSERT INTO answers (evaluation_id, user_id, question_id, revision, content, saved_at, late)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (evaluation_id, user_id, question_id) DO UPDATE SET
-                       on_time_revision = CASE ?8 WHEN 1 THEN answers.revision WHEN 2 THEN answers.on_time_revision END,
-                       on_time_content = CASE ?8 WHEN 1 THEN answers.content WHEN 2 THEN answers.on_time_content END,
-                       on_time_saved_at = CASE ?8 WHEN 1 THEN answers.saved_at WHEN 2 THEN answers.on_time_saved_at END,
-                       revision = excluded.revision, content = excluded.content,
-                       saved_at = excluded.saved_at, late = excluded.late, source = NULL",
-                )
-                .bind(&answer.evaluation_id)
-                .bind(&student.id)
-                .bind(&answer.question_id)
-                .bind(revision as i64)
-                .bind(&answer.content)
-                .bind(now.unix_ms())
-                .bind(late)
-                .bind(action)
-                .execute(&mut *conn)
-                .await?;
-                if late {
-                    audit(conn, &answer.evaluation_id, AuditKind::LateAnswer, Some(&student.username), None,
-                        &rules::late_answer_detail(&answer.question_id, revision)).await?;
-                }
-                // The board counts answers and late answers.
-                if stored.is_none_or(|s| s.late != late) {
-                    let row = participant_row(conn, &answer.evaluation_id, &student.id).await?;
-                    events.push(Event::Participant(ParticipantEvent {
-                        evaluation_id: answer.evaluation_id.clone(),
-                        owner_id,
-                        row,
-                    }));
-                }
-                Ok(SaveAck { question_id: answer.question_id, revision, late })
-            })
-        })
-        .await
+        let (done, answered) = oneshot::channel();
+        let save = saves::SaveJob {
+            student: student.clone(),
+            answer,
+            done,
+        };
+        self.jobs
+            .send(Msg::Save(save))
+            .await
+            .map_err(|_| Error::internal("the database writer has stopped (shutting down)"))?;
+        answered
+            .await
+            .map_err(|_| Error::internal("the database writer failed before committing"))?
     }
 
     async fn answers(&self, evaluation_id: &str, student_id: &str) -> Result<Vec<Answer>> {
@@ -1415,6 +1390,16 @@ impl Store for SqliteStore {
     ) -> Result<ImportReport> {
         self.console_import_answers(evaluation_id, import, actor)
             .await
+    }
+
+    /// The writer publishes a commit's events before it answers, but the hub routes them a
+    /// moment later: a barrier published now is routed after every one of them.
+    async fn barrier(&self) -> Result<()> {
+        let (barrier, passed) = crate::live::event::Barrier::new();
+        self.bus.publish([Event::Barrier(barrier)]);
+        // The hub gone (shutting down) drops it: nothing is routed any more, nothing to wait for.
+        let _ = passed.await;
+        Ok(())
     }
 
     async fn close(&self) {
