@@ -33,6 +33,9 @@ enum Command {
         /// Phase changes per fan-out measurement, instead of the mode's.
         #[arg(long)]
         changes: Option<usize>,
+        /// Students in the storm, instead of the mode's.
+        #[arg(long)]
+        storm: Option<usize>,
         /// The invigil-server binary (by default the one beside this binary).
         #[arg(long)]
         server: Option<PathBuf>,
@@ -61,6 +64,7 @@ fn main() -> anyhow::Result<()> {
             targets,
             sizes,
             changes,
+            storm,
             server,
             work,
             postgres,
@@ -93,6 +97,7 @@ fn main() -> anyhow::Result<()> {
                 targets,
                 sizes,
                 changes,
+                storm,
                 postgres,
                 paths: paths.clone(),
             };

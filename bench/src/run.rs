@@ -152,6 +152,8 @@ pub struct Options {
     pub sizes: Vec<usize>,
     /// Phase changes per fan-out measurement, instead of the mode's.
     pub changes: Option<usize>,
+    /// Students in the storm, instead of the mode's.
+    pub storm: Option<usize>,
     /// The PostgreSQL server for the answers scenario on PostgreSQL (a database is created on it
     /// and dropped after), if any.
     pub postgres: Option<String>,
@@ -194,6 +196,9 @@ pub async fn run(options: Options) -> Result<Results> {
     }
     if let Some(changes) = options.changes {
         plan.changes = changes;
+    }
+    if let Some(storm) = options.storm {
+        plan.storm = storm;
     }
     std::fs::create_dir_all(&options.paths.work)?;
     let mut conductor = Conductor {

@@ -10,8 +10,8 @@ use super::rows::{blocked_reason, opt_ts, phase, role, status, ts};
 use super::rules;
 use super::{
     Account, AnswerImport, AnswerRecord, Board, ConnectionChange, EvaluationEdit, EvaluationRecord,
-    NewAccount, NewAnswer, NewEvaluation, Presence, SESSION_IDLE_LIMIT_MS, Session, SessionLookup,
-    SignIn, Store, StudentView,
+    NewAccount, NewAnswer, NewEvaluation, SESSION_IDLE_LIMIT_MS, Session, SessionLookup, SignIn,
+    Store, StudentView,
 };
 use crate::error::{Error, Result};
 use crate::live::event::{Audience, Bus, EvaluationEvent, Event, ParticipantEvent, ParticipantRow};
@@ -36,6 +36,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 mod console;
+mod presence;
 mod saves;
 
 /// At most this many operations share one transaction.
@@ -51,12 +52,52 @@ struct Completion {
     done: Done,
 }
 
+/// Opens a savepoint in the writer's transaction, so that a run that fails is undone whole and
+/// the rest of the batch still commits. [`settle`] closes it.
+async fn savepoint(conn: &mut SqliteConnection, name: &str) -> Result<()> {
+    sqlx::query(&format!("SAVEPOINT {name}"))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Closes the savepoint `name`, undoing what it holds first when `outcome` is a failure.
+async fn settle<T>(conn: &mut SqliteConnection, name: &str, outcome: Result<T>) -> Result<T> {
+    let undone = if outcome.is_err() {
+        sqlx::query(&format!("ROLLBACK TO {name}"))
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+    } else {
+        Ok(())
+    };
+    let released = sqlx::query(&format!("RELEASE {name}"))
+        .execute(&mut *conn)
+        .await;
+    undone?;
+    released?;
+    outcome
+}
+
+/// Undoes and closes the savepoint `name` of an operation that panicked inside it. (Failures
+/// are ignored: the savepoint may never have been opened.)
+async fn abandon(conn: &mut SqliteConnection, name: &str) {
+    let _ = sqlx::query(&format!("ROLLBACK TO {name}"))
+        .execute(&mut *conn)
+        .await;
+    let _ = sqlx::query(&format!("RELEASE {name}"))
+        .execute(&mut *conn)
+        .await;
+}
+
 type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Completion> + Send>;
 
 enum Msg {
     Job(Job),
     /// Answer saves, the bulk of all writes, run many to a statement ([`saves`]).
     Save(saves::SaveJob),
+    /// Connections opening and closing, many to a statement ([`presence`]).
+    Presence(presence::PresenceJob),
     Stop(oneshot::Sender<()>),
 }
 
@@ -156,19 +197,16 @@ async fn in_savepoint<T, F>(
 where
     F: for<'c> FnOnce(&'c mut SqliteConnection, &'c mut Vec<Event>) -> BoxFuture<'c, Result<T>>,
 {
-    sqlx::query("SAVEPOINT op").execute(&mut *conn).await?;
+    savepoint(conn, "op").await?;
     let result = op(&mut *conn, events).await;
-    if result.is_err() {
-        sqlx::query("ROLLBACK TO op").execute(&mut *conn).await?;
-    }
-    sqlx::query("RELEASE op").execute(&mut *conn).await?;
-    result
+    settle(conn, "op", result).await
 }
 
 /// One operation of a batch.
 enum Op {
     Job(Job),
     Save(saves::SaveJob),
+    Presence(presence::PresenceJob),
 }
 
 async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>, bus: Bus) {
@@ -181,6 +219,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Msg>, bu
             match msg {
                 Msg::Job(job) => batch.push(Op::Job(job)),
                 Msg::Save(save) => batch.push(Op::Save(save)),
+                Msg::Presence(change) => batch.push(Op::Presence(change)),
                 Msg::Stop(ack) => {
                     stop = Some(ack);
                     break;
@@ -222,8 +261,7 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Op>, bus: &Bus) 
                     // A bug in one operation must not stop every later write: undo what it did
                     // (its caller sees its answer channel dropped, an error) and go on.
                     tracing::error!("a write operation panicked; it was rolled back");
-                    let _ = sqlx::query("ROLLBACK TO op").execute(&mut *conn).await;
-                    let _ = sqlx::query("RELEASE op").execute(&mut *conn).await;
+                    abandon(conn, "op").await;
                 }
             },
             // Saves in a row run together, between the operations before and after them, so
@@ -239,8 +277,26 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Op>, bus: &Bus) 
                     Ok(done) => completions.extend(done),
                     Err(_) => {
                         tracing::error!("a run of saves panicked; it was rolled back");
-                        let _ = sqlx::query("ROLLBACK TO saves").execute(&mut *conn).await;
-                        let _ = sqlx::query("RELEASE saves").execute(&mut *conn).await;
+                        abandon(conn, "saves").await;
+                    }
+                }
+            }
+            // Likewise connections opening and closing (a room coming back after a restart).
+            Op::Presence(first) => {
+                let mut run = vec![first];
+                while let Some(Op::Presence(_)) = ops.peek() {
+                    if let Some(Op::Presence(change)) = ops.next() {
+                        run.push(change);
+                    }
+                }
+                match AssertUnwindSafe(presence::run(conn, run))
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(done) => completions.extend(done),
+                    Err(_) => {
+                        tracing::error!("a run of presence changes panicked; it was rolled back");
+                        abandon(conn, "presence").await;
                     }
                 }
             }
@@ -768,56 +824,19 @@ impl Store for SqliteStore {
         if session.user.role != Role::Student || !change.transition || change.quiet {
             return Ok(());
         }
-        let presence = change.presence;
-        let session = session.clone();
-        self.write(move |conn, events| {
-            Box::pin(async move {
-                let user = &session.user;
-                let now = Timestamp::now().unix_ms();
-                let (kind, detail) = match presence {
-                    Presence::Connected => {
-                        let before: Option<bool> = sqlx::query_scalar(
-                            "SELECT connected_before FROM sessions WHERE id = ?1",
-                        )
-                        .bind(&session.id)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                        sqlx::query("UPDATE sessions SET connected_before = 1 WHERE id = ?1")
-                            .bind(&session.id)
-                            .execute(&mut *conn)
-                            .await?;
-                        let reconnect = before == Some(true);
-                        (
-                            reconnect.then_some(AuditKind::Reconnected),
-                            rules::RECONNECTED_DETAIL,
-                        )
-                    }
-                    Presence::Disconnected => {
-                        sqlx::query("UPDATE users SET last_seen_at = ?2 WHERE id = ?1")
-                            .bind(&user.id)
-                            .bind(now)
-                            .execute(&mut *conn)
-                            .await?;
-                        (Some(AuditKind::Disconnected), rules::DISCONNECTED_DETAIL)
-                    }
-                };
-                if let Some(kind) = kind {
-                    for (evaluation_id, _) in sitting(conn, &user.id).await? {
-                        audit(
-                            conn,
-                            &evaluation_id,
-                            kind,
-                            Some(&user.username),
-                            None,
-                            detail,
-                        )
-                        .await?;
-                    }
-                }
-                board_events(conn, &user.id, events).await
-            })
-        })
-        .await
+        let (done, recorded) = oneshot::channel();
+        let change = presence::PresenceJob {
+            session: session.clone(),
+            presence: change.presence,
+            done,
+        };
+        self.jobs
+            .send(Msg::Presence(change))
+            .await
+            .map_err(|_| Error::internal("the database writer has stopped (shutting down)"))?;
+        recorded
+            .await
+            .map_err(|_| Error::internal("the database writer failed before committing"))?
     }
 
     async fn create_evaluation(&self, owner: &User, new: NewEvaluation) -> Result<Evaluation> {

@@ -11,7 +11,7 @@ use invigil_protocol::{
 };
 use reqwest::StatusCode;
 use serde_json::json;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -891,6 +891,83 @@ async fn the_owner_hears_when_a_student_connects_answers_and_disconnects() {
         &participant(&app, &prof, id, "alice").await,
         "the pushed row is the participants list's row"
     );
+}
+
+/// Waits on a board until the last row pushed for each of `usernames` says `connected`.
+async fn board_shows(board: &mut Socket, evaluation: &str, usernames: &[String], connected: bool) {
+    let mut last: BTreeMap<&str, bool> =
+        usernames.iter().map(|u| (u.as_str(), !connected)).collect();
+    while last.values().any(|c| *c != connected) {
+        if let ServerMessage::ParticipantUpdate {
+            evaluation_id,
+            participant,
+        } = board.next().await
+            && evaluation_id == evaluation
+            && let Some(seen) = last.get_mut(participant.username.as_str())
+        {
+            *seen = participant.connected;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_whole_room_leaving_and_coming_back_at_once_records_each_student_once() {
+    // Arrange: a room sits an exam while the owner watches the board. The server records
+    // connections in runs when many arrive together: this room arrives, leaves and comes back
+    // all at once, so that the records are made in runs and not one by one.
+    const ROOM: usize = 40;
+    let mut app = TestApp::spawn().await;
+    let prof = app.professor("prof1").await;
+    let mut students = Vec::new();
+    for n in 0..ROOM {
+        students.push(app.student(&format!("student{n:02}")).await);
+    }
+    let evaluation = app
+        .running(&prof, &students.iter().collect::<Vec<_>>())
+        .await;
+    for student in &students {
+        app.join(student, &evaluation.id).await;
+    }
+    let id = evaluation.id.as_str();
+    let usernames: Vec<String> = students.iter().map(|s| s.user.username.clone()).collect();
+    let (mut board, _) = app.socket_ready(&prof).await;
+
+    // Act: everyone connects at once, everyone's link drops, everyone comes back at once.
+    let first = futures_util::future::join_all(students.iter().map(|s| app.socket_ready(s))).await;
+    board_shows(&mut board, id, &usernames, true).await;
+    drop(first);
+    board_shows(&mut board, id, &usernames, false).await;
+    let again = futures_util::future::join_all(students.iter().map(|s| app.socket_ready(s))).await;
+    board_shows(&mut board, id, &usernames, true).await;
+
+    // Assert: a first connection is not a reconnection; the loss and the return are recorded
+    // once each, for each student, and the board agrees with the participants list.
+    let entries = audit(&app, &prof, id).await;
+    for username in &usernames {
+        let kinds: Vec<AuditKind> = entries
+            .iter()
+            .filter(|e| e.username.as_deref() == Some(username.as_str()))
+            .map(|e| e.kind)
+            .filter(|k| matches!(k, AuditKind::Disconnected | AuditKind::Reconnected))
+            .collect();
+        assert_eq!(
+            kinds,
+            [AuditKind::Disconnected, AuditKind::Reconnected],
+            "{username}'s connection records"
+        );
+    }
+    let rows = participants(&app, &prof, id).await;
+    assert_eq!(rows.len(), ROOM);
+    for row in &rows {
+        assert!(row.connected, "{} is back", row.username);
+        assert!(row.last_seen.is_some(), "{} was seen", row.username);
+        assert_eq!(
+            row.disconnected_since, None,
+            "{} is connected",
+            row.username
+        );
+    }
+    assert_eq!(again.len(), ROOM);
 }
 
 // ---- Reconnecting ---------------------------------------------------------------------------

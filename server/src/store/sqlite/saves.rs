@@ -9,7 +9,7 @@
 //! state as each earlier save of the run left it; so a run gives exactly the answers and the rows
 //! that the same saves one by one would.
 
-use super::{Completion, audit, participant_row};
+use super::{Completion, audit, participant_row, savepoint, settle};
 use crate::error::{Error, Result};
 use crate::live::event::{Event, ParticipantEvent};
 use crate::store::NewAnswer;
@@ -76,26 +76,12 @@ pub(super) fn run(
 }
 
 async fn run_saves(conn: &mut SqliteConnection, saves: Vec<SaveJob>) -> Vec<Completion> {
-    let outcome = match sqlx::query("SAVEPOINT saves").execute(&mut *conn).await {
-        Ok(_) => {
+    let outcome = match savepoint(conn, "saves").await {
+        Ok(()) => {
             let outcome = apply(conn, &saves).await;
-            let undone = if outcome.is_err() {
-                sqlx::query("ROLLBACK TO saves")
-                    .execute(&mut *conn)
-                    .await
-                    .map(|_| ())
-            } else {
-                Ok(())
-            };
-            match (
-                undone,
-                sqlx::query("RELEASE saves").execute(&mut *conn).await,
-            ) {
-                (Ok(()), Ok(_)) => outcome,
-                (Err(e), _) | (_, Err(e)) => Err(e.into()),
-            }
+            settle(conn, "saves", outcome).await
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     };
     match outcome {
         Ok((results, events)) => {
