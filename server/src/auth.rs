@@ -77,6 +77,9 @@ pub struct Caller {
     pub session: Session,
     /// The stored form of their token, to check the session again later (live connections).
     pub token_hash: String,
+    /// [`Hub::revocations`](crate::live::hub::Hub::revocations) just before the session was
+    /// checked: a live connection checks again only if a revocation was routed since.
+    pub revocations: u64,
 }
 
 impl Caller {
@@ -156,10 +159,12 @@ impl FromRequestParts<AppState> for Caller {
                 "A request signed in by cookie must come from this server's own pages (Origin check).",
             ));
         }
+        let revocations = state.hub.revocations();
         match state.store.session(&token_hash(token)).await? {
             SessionLookup::Active(session) => Ok(Caller {
                 session,
                 token_hash: token_hash(token),
+                revocations,
             }),
             SessionLookup::Invalidated(_) => Err(Error::api(
                 ErrorCode::SessionInvalidated,

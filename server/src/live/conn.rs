@@ -400,24 +400,27 @@ pub async fn hold<F, Fut>(
         state.hub.opt_in_to_additions(id);
     }
     // The session was checked before the upgrade; a revocation dispatched between that check and
-    // this registration would never reach this connection, so look again now that it is listening.
-    match state.store.session(&caller.token_hash).await {
-        Ok(SessionLookup::Active(_)) => {}
-        Ok(lookup) => {
-            let reason = match lookup {
-                SessionLookup::Invalidated(reason) => reason,
-                _ => InvalidationReason::RevokedByAdmin,
-            };
-            let frame = Frame::new(&ServerMessage::SessionInvalidated { reason });
-            let _ = registration.tx.try_send(Outgoing::Frame(frame));
-            let _ = registration.tx.try_send(Outgoing::Close(
-                close::SESSION_INVALIDATED,
-                "the session was revoked",
-            ));
-        }
-        Err(e) => {
-            tracing::error!(error = ?e, "could not check a connection's session");
-            registration.kill.kill(1011);
+    // this registration would never reach this connection, so look again now that it is listening
+    // (only if one was dispatched since: a room coming back all at once spares a read each).
+    if registration.revocations != caller.revocations {
+        match state.store.session(&caller.token_hash).await {
+            Ok(SessionLookup::Active(_)) => {}
+            Ok(lookup) => {
+                let reason = match lookup {
+                    SessionLookup::Invalidated(reason) => reason,
+                    _ => InvalidationReason::RevokedByAdmin,
+                };
+                let frame = Frame::new(&ServerMessage::SessionInvalidated { reason });
+                let _ = registration.tx.try_send(Outgoing::Frame(frame));
+                let _ = registration.tx.try_send(Outgoing::Close(
+                    close::SESSION_INVALIDATED,
+                    "the session was revoked",
+                ));
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, "could not check a connection's session");
+                registration.kill.kill(1011);
+            }
         }
     }
     if kind == ConnKind::Socket {

@@ -207,6 +207,8 @@ pub struct Registration {
     pub last_seen: Arc<AtomicI64>,
     /// Whether registering made the user connected (their first live connection).
     pub became_connected: bool,
+    /// [`Hub::revocations`] as the registration found it.
+    pub revocations: u64,
 }
 
 /// This node's live connections.
@@ -216,6 +218,10 @@ pub struct Hub {
     next_id: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
     node: Arc<str>,
+    /// How many revocations (and possible losses of one) this hub has routed: a connection whose
+    /// session was checked before a revocation was routed looks again once registered, one whose
+    /// check came after every revocation it could have missed need not.
+    revocations: Arc<AtomicU64>,
 }
 
 impl Hub {
@@ -226,7 +232,15 @@ impl Hub {
             next_id: Arc::new(AtomicU64::new(1)),
             metrics,
             node: uuid::Uuid::new_v4().simple().to_string().into(),
+            revocations: Arc::default(),
         }
+    }
+
+    /// How many revocations have been routed so far. Read it before a session is checked: if a
+    /// connection's [`Registration::revocations`] is the same, no revocation was routed between
+    /// the check and the registration, so none can have passed the connection by.
+    pub fn revocations(&self) -> u64 {
+        self.revocations.load(Ordering::SeqCst)
     }
 
     /// This hub's id among the nodes of a cluster.
@@ -284,6 +298,9 @@ impl Hub {
             Role::Admin => reg.admins.insert(id),
             Role::Professor => false,
         };
+        // Under the lock that routing holds while it counts: a revocation routed after this
+        // reading finds the connection registered.
+        let revocations = self.revocations();
         drop(reg);
         self.metrics.connection_opened(kind);
         Registration {
@@ -293,6 +310,7 @@ impl Hub {
             kill,
             last_seen,
             became_connected,
+            revocations,
         }
     }
 
@@ -364,6 +382,7 @@ impl Hub {
                 session_ids,
                 ..
             } => {
+                self.revocations.fetch_add(1, Ordering::SeqCst);
                 self.metrics.invalidations.inc_by(session_ids.len() as u64);
                 if let Some(ids) = reg.by_user.get(user_id).cloned() {
                     for id in ids {
@@ -457,6 +476,8 @@ impl Hub {
                 return;
             }
             Event::Resync => {
+                // Revocations may have been lost with the rest.
+                self.revocations.fetch_add(1, Ordering::SeqCst);
                 tracing::warn!(
                     connections = reg.conns.len(),
                     "events may have been missed: every connection is asked to reconnect"
@@ -529,4 +550,41 @@ fn participant_frame(reg: &Registry, p: &ParticipantEvent) -> Frame {
         evaluation_id: p.evaluation_id.clone(),
         participant,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use invigil_protocol::InvalidationReason;
+
+    fn revoked(user_id: &str, session_id: &str) -> Arc<Event> {
+        Arc::new(Event::Revoked {
+            user_id: user_id.into(),
+            session_ids: vec![session_id.into()],
+            reason: InvalidationReason::SignedInElsewhere,
+        })
+    }
+
+    #[test]
+    fn a_registration_shows_whether_a_revocation_was_routed_since_a_session_was_checked() {
+        let hub = Hub::new(Arc::new(Metrics::new()));
+
+        // Checked, then registered, nothing routed in between: no need to look again.
+        let checked = hub.revocations();
+        let quiet = hub.register("u1", Role::Student, "s1", ConnKind::Socket);
+        assert_eq!(quiet.revocations, checked);
+
+        // Someone else's revocation routed between the check and the registration: it might
+        // have been this session's, so the connection must look again.
+        let checked = hub.revocations();
+        hub.route(revoked("u2", "s2"));
+        let late = hub.register("u3", Role::Student, "s3", ConnKind::Socket);
+        assert_ne!(late.revocations, checked);
+
+        // A loss of events may have lost a revocation too.
+        let checked = hub.revocations();
+        hub.route(Arc::new(Event::Resync));
+        let after_resync = hub.register("u4", Role::Student, "s4", ConnKind::Stream);
+        assert_ne!(after_resync.revocations, checked);
+    }
 }
