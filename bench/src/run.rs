@@ -813,11 +813,16 @@ impl Conductor {
         tokio::time::sleep(Duration::from_millis(self.plan.heartbeat_ms)).await;
 
         let changes = 2;
+        // Per thread and in nanoseconds (`schedstat`): push costs a few clock ticks of
+        // `/proc/PID/stat` in a window, too coarse for a ratio.
+        let cpu_s = |before: u64| -> Result<f64> {
+            Ok(procfs::cpu_ns(pid)?.saturating_sub(before) as f64 / 1e9)
+        };
         let traffic = fleet.traffic().await?;
-        let cpu = procfs::cpu_time(pid)?;
+        let cpu = procfs::cpu_ns(pid)?;
         self.change_ends_at(&api, people, window, changes).await?;
         let push = Cost {
-            cpu_s: (procfs::cpu_time(pid)? - cpu).as_secs_f64(),
+            cpu_s: cpu_s(cpu)?,
             bytes: {
                 let t = traffic.until(fleet.traffic().await?);
                 t.bytes_in + t.bytes_out
@@ -831,7 +836,7 @@ impl Conductor {
         fleet.disconnect().await?;
 
         let traffic = fleet.traffic().await?;
-        let cpu = procfs::cpu_time(pid)?;
+        let cpu = procfs::cpu_ns(pid)?;
         let shares = crate::fleet::split(students, fleet.len());
         let path = format!("/api/evaluations/{}", people.fanout);
         let addr = server.addr;
@@ -850,7 +855,7 @@ impl Conductor {
             }
         );
         let polled = polled?;
-        let cpu_s = (procfs::cpu_time(pid)? - cpu).as_secs_f64();
+        let poll_cpu_s = cpu_s(cpu)?;
         let t = traffic.until(fleet.traffic().await?);
         let (mut failures, mut latencies) = (0, Vec::new());
         for reply in polled {
@@ -868,7 +873,7 @@ impl Conductor {
             window_s: window.as_secs_f64(),
             push,
             poll: Cost {
-                cpu_s,
+                cpu_s: poll_cpu_s,
                 bytes: t.bytes_in + t.bytes_out,
                 messages: t.messages_in + t.messages_out,
                 changes,

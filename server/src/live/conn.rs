@@ -151,7 +151,7 @@ pub async fn run_writer(
     }
     drop(first);
     let heartbeat = state.config.heartbeat();
-    let mut beat_at = Instant::now() + heartbeat;
+    let mut beat_at = on_grid(Instant::now() + heartbeat, heartbeat);
     let timer = tokio::time::sleep_until(beat_at);
     tokio::pin!(timer);
     loop {
@@ -172,7 +172,12 @@ pub async fn run_writer(
                 }
                 let beat = beat_at <= now;
                 if beat {
-                    beat_at = now + heartbeat;
+                    // From the beat due, not from now: a late wake-up must not push every later
+                    // heartbeat back (the contract wants one at least every period).
+                    beat_at = on_grid(beat_at + heartbeat, heartbeat);
+                    if beat_at <= now {
+                        beat_at = on_grid(now + heartbeat, heartbeat);
+                    }
                 }
                 timer.as_mut().reset(silent_at.map_or(beat_at, |at| at.min(beat_at)));
                 if !beat {
@@ -207,6 +212,28 @@ pub async fn run_writer(
             return Ended::Closed(code);
         }
     }
+}
+
+/// The longest a heartbeat is brought forward to share a wake-up with others.
+const GRID: Duration = Duration::from_millis(100);
+
+/// `at`, brought back to the last point of a grid shared by every connection of the process.
+///
+/// The sockets of a room open at scattered moments; each waking on its own to send a
+/// heartbeat costs the server a wake-up of a worker thread (a futex and a context switch, more
+/// than writing the frame). On the grid, the heartbeats due within one step go out together in
+/// a single wake-up. Never later than `at`: the contract asks for one at least every period.
+/// The step is at most a twentieth of the period, so that the next beat always lies ahead.
+fn on_grid(at: Instant, heartbeat: Duration) -> Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    let step = GRID.min(heartbeat / 20).as_nanos();
+    if step == 0 {
+        return at;
+    }
+    let since = at.saturating_duration_since(origin).as_nanos();
+    let back = u64::try_from(since % step).unwrap_or(0);
+    at - Duration::from_nanos(back)
 }
 
 /// When a client last heard at `heard` (ms since the epoch) has been silent for three heartbeats.
@@ -462,6 +489,32 @@ mod tests {
     use super::*;
     use crate::live::event::{Audience, EvaluationEvent};
     use invigil_protocol::{Access, Evaluation, ParticipationStatus, Phase};
+
+    #[test]
+    fn heartbeats_on_the_grid_are_never_late_and_those_due_close_together_share_a_point() {
+        let heartbeat = Duration::from_secs(5);
+        let start = Instant::now();
+        let mut points = std::collections::BTreeSet::new();
+        for ms in 0..200 {
+            let due = start + Duration::from_millis(ms);
+            let at = on_grid(due, heartbeat);
+            assert!(at <= due, "never later than due");
+            assert!(due - at < GRID, "brought forward by less than a step");
+            assert_eq!(on_grid(at, heartbeat), at, "a point of the grid stays put");
+            points.insert(at);
+        }
+        assert!(
+            points.len() <= 3,
+            "200 ms of dues fall on at most 3 points: {points:?}"
+        );
+
+        // A short period gets a finer grid, so the next beat still lies ahead.
+        let short = Duration::from_millis(100);
+        let due = start + short;
+        assert!(due - on_grid(due, short) < short / 20);
+        let next = on_grid(on_grid(due, short) + short, short);
+        assert!(next > due, "the beat after lies ahead of the one before");
+    }
 
     #[test]
     fn a_spliced_evaluation_update_is_exactly_the_contract_message() {
