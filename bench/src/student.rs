@@ -205,7 +205,9 @@ pub enum Incoming {
     EnginePing,
     /// The Socket.IO namespace refused the connection.
     EngineRefused,
-    /// Anything else (heartbeats, other updates, the namespace's acceptance).
+    /// The server's `HEARTBEAT`: the desktop app answers it at once.
+    Heartbeat,
+    /// Anything else (other updates, the namespace's acceptance).
     Other,
 }
 
@@ -259,6 +261,7 @@ fn from_type(kind: &str, reason: Option<&str>, revision: Option<u64>) -> Incomin
         "SNAPSHOT_END" => Incoming::SnapshotEnd,
         "EVALUATION_UPDATE" if reason == Some("phase_changed") => Incoming::PhaseChanged,
         "SESSION_INVALIDATED" => Incoming::Invalidated,
+        "HEARTBEAT" => Incoming::Heartbeat,
         "ANSWER_ACK" => Incoming::Ack {
             revision: revision.unwrap_or(0),
         },
@@ -365,6 +368,13 @@ mod tests {
                 r#"{"type":"EVALUATION_UPDATE","reason":"snapshot","evaluation":{}}"#
             ),
             Incoming::Other
+        );
+        assert_eq!(
+            classify(
+                f,
+                r#"{"type":"HEARTBEAT","server_time":"2026-12-02T10:00:00.000Z"}"#
+            ),
+            Incoming::Heartbeat
         );
         assert_eq!(
             classify(

@@ -195,7 +195,9 @@ impl Student {
     async fn serve(&mut self, ws: &mut Ws) -> Exit {
         let flavor = self.crowd.endpoint.flavor;
         let meter = self.crowd.meter.clone();
-        // Heartbeats start at a random point of the period, as a room's apps would.
+        // Heartbeats start at a random point of the period, as a room's apps would; once the
+        // server's first arrives, each is answered at once and the timer pushed back a period,
+        // as the desktop app does (client/src/live.rs).
         let offset = self.rng.random_range(Duration::ZERO..=self.crowd.heartbeat);
         let mut beat =
             tokio::time::interval_at(tokio::time::Instant::now() + offset, self.crowd.heartbeat);
@@ -274,6 +276,13 @@ impl Student {
                         }
                         Incoming::Ack { revision } => Some((revision, true)),
                         Incoming::Rejected { revision } => Some((revision, false)),
+                        Incoming::Heartbeat => {
+                            beat.reset();
+                            if send_text(ws, &meter, student::HEARTBEAT.to_owned()).await.is_err() {
+                                return Exit::Lost;
+                            }
+                            None
+                        }
                         Incoming::EnginePing => {
                             if send_text(ws, &meter, "3".to_owned()).await.is_err() {
                                 return Exit::Lost;

@@ -46,7 +46,7 @@ const STORAGE_RETRY: Duration = Duration::from_secs(1);
 /// The exam engine of one desktop app. Dropping it stops its tasks and writes any typing still
 /// in memory to disk.
 pub struct Engine {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl fmt::Debug for Engine {

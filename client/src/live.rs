@@ -178,8 +178,12 @@ async fn connect(
 /// What a frame means for the connection loop.
 enum Flow {
     Continue,
+    /// The server's `HEARTBEAT`: answered at once (see [`serve`]).
+    Heartbeat,
     EvaluationsChanged,
-    Welcomed { heartbeat: Duration },
+    Welcomed {
+        heartbeat: Duration,
+    },
     Invalidated(String),
 }
 
@@ -224,6 +228,16 @@ async fn serve(shared: &Arc<Shared>, socket: Socket, rtt: Duration) -> (Ended, b
                         };
                         match handle(shared, id, message, received, rtt) {
                             Flow::Continue => {}
+                            // Answered at once rather than on a timer of our own: the server sends
+                            // a room's heartbeats together, and their answers then reach it
+                            // together too, in a few wake-ups instead of one per student. The
+                            // ticker, pushed back a period, still beats if the server falls silent.
+                            Flow::Heartbeat => {
+                                ticker.reset();
+                                if let Err(ended) = beat(shared, id, &mut sink, heard).await {
+                                    break ended;
+                                }
+                            }
                             Flow::EvaluationsChanged => shared.save_cache().await,
                             Flow::Welcomed { heartbeat: h } => {
                                 welcomed = true;
@@ -261,16 +275,8 @@ async fn serve(shared: &Arc<Shared>, socket: Socket, rtt: Duration) -> (Ended, b
                 }
             }
             _ = ticker.tick() => {
-                let text = serde_json::to_string(&ClientMessage::Heartbeat).expect("client messages serialize");
-                match tokio::time::timeout_at(heard, sink.send(Message::text(text))).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => break Ended::Lost(e.to_string()),
-                    Err(_) => break Ended::Lost("the server stopped reading".into()),
-                }
-                // Saves that could not be queued (or that the server failed) go out again.
-                let mut state = shared.lock();
-                if state.link.as_ref().is_some_and(|l| l.id == id) {
-                    shared.send_pending(&mut state, None, false);
+                if let Err(ended) = beat(shared, id, &mut sink, heard).await {
+                    break ended;
                 }
             }
         }
@@ -288,6 +294,27 @@ async fn serve(shared: &Arc<Shared>, socket: Socket, rtt: Duration) -> (Ended, b
     }));
     let _ = tokio::time::timeout(Duration::from_millis(200), sink.send(close)).await;
     (ended, welcomed)
+}
+
+/// Sends a `HEARTBEAT`, then sends again the saves that could not be queued (or that the server
+/// failed). An error is how the connection ended.
+async fn beat(
+    shared: &Shared,
+    id: u64,
+    sink: &mut futures_util::stream::SplitSink<Socket, Message>,
+    heard: Instant,
+) -> Result<(), Ended> {
+    let text = serde_json::to_string(&ClientMessage::Heartbeat).expect("client messages serialize");
+    match tokio::time::timeout_at(heard, sink.send(Message::text(text))).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(Ended::Lost(e.to_string())),
+        Err(_) => return Err(Ended::Lost("the server stopped reading".into())),
+    }
+    let mut state = shared.lock();
+    if state.link.as_ref().is_some_and(|l| l.id == id) {
+        shared.send_pending(&mut state, None, false);
+    }
+    Ok(())
 }
 
 /// Handles one server frame under the engine's lock.
@@ -395,7 +422,7 @@ fn handle(
             shared.emit(Event::Clock {
                 server_now_ms: server_now_ms(state),
             });
-            Flow::Continue
+            Flow::Heartbeat
         }
         ServerMessage::Error { code, message } => {
             tracing::warn!(%code, %message, "the server reported an error");
@@ -408,5 +435,87 @@ fn handle(
             }
             Flow::Continue
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClientConfig;
+    use crate::engine::Engine;
+    use crate::vault::KeyringVault;
+    use invigil_protocol::{Role, Timestamp, User};
+    use tokio::net::TcpListener;
+
+    /// The text frames a client sends, skipping everything else.
+    async fn next_text(server: &mut WebSocketStream<TcpStream>) -> String {
+        loop {
+            match server.next().await {
+                Some(Ok(Message::Text(text))) => return text.to_string(),
+                Some(Ok(_)) => {}
+                other => panic!("the client's socket ended: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_servers_heartbeat_is_answered_at_once_not_at_the_clients_own_next_beat() {
+        // A server speaking the contract on a plain socket, and an engine's connection to it.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let url = ServerUrl::parse(&format!("http://{addr}")).unwrap();
+        let vault = Arc::new(KeyringVault::with_store(
+            keyring_core::mock::Store::new().unwrap(),
+        ));
+        let engine = Engine::start(ClientConfig::new(url, dir.path()), vault)
+            .await
+            .unwrap();
+        let (client, server) = tokio::join!(
+            async {
+                let stream = TcpStream::connect(addr).await.unwrap();
+                let (socket, _) = tokio_tungstenite::client_async(
+                    format!("ws://{addr}/api/ws"),
+                    MaybeTlsStream::Plain(stream),
+                )
+                .await
+                .unwrap();
+                socket
+            },
+            async {
+                let (stream, _) = listener.accept().await.unwrap();
+                tokio_tungstenite::accept_async(stream).await.unwrap()
+            }
+        );
+        let mut server = server;
+        let shared = engine.shared.clone();
+        let serving = tokio::spawn(async move { serve(&shared, client, Duration::ZERO).await });
+
+        // A period of ten minutes: within this test the client's own timer never beats.
+        let welcome = ServerMessage::Welcome {
+            session_id: "s1".into(),
+            user: User {
+                id: "u1".into(),
+                username: "alice".into(),
+                display_name: "Alice".into(),
+                role: Role::Student,
+            },
+            server_time: Timestamp::now(),
+            heartbeat_ms: 600_000,
+        };
+        let heartbeat = ServerMessage::Heartbeat {
+            server_time: Timestamp::now(),
+        };
+        for message in [welcome, ServerMessage::SnapshotEnd, heartbeat] {
+            server.send(Message::text(message.to_json())).await.unwrap();
+        }
+
+        // (A bound, not a wait: the answer comes at once or, broken, ten minutes later.)
+        let answer = tokio::time::timeout(Duration::from_secs(20), next_text(&mut server))
+            .await
+            .expect("the heartbeat is answered at once");
+        let answer: ClientMessage = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer, ClientMessage::Heartbeat);
+        serving.abort();
     }
 }

@@ -142,8 +142,18 @@ impl Vault for KeyringVault {
     }
 
     fn describe(&self) -> String {
-        self.store.vendor()
+        vendor_name(&self.store.vendor())
     }
+}
+
+/// A store's vendor string without the web address some stores append to their name (it would
+/// only clutter the app's log: "Linux keyutils, https://…" is "Linux keyutils").
+fn vendor_name(vendor: &str) -> String {
+    let name = match vendor.find("http://").or_else(|| vendor.find("https://")) {
+        Some(at) => vendor[..at].trim_end_matches([',', ' ', '(']),
+        None => vendor,
+    };
+    if name.is_empty() { vendor } else { name }.to_owned()
 }
 
 /// The vault of a machine without a usable credential store: nothing is remembered, so a
@@ -190,6 +200,20 @@ mod tests {
 
     fn mock() -> KeyringVault {
         KeyringVault::with_store(keyring_core::mock::Store::new().unwrap())
+    }
+
+    #[test]
+    fn a_vendor_is_named_without_the_address_a_store_appends() {
+        assert_eq!(
+            vendor_name("Linux keyutils, https://example.org/x"),
+            "Linux keyutils"
+        );
+        assert_eq!(
+            vendor_name("Secret Service (http://example.org)"),
+            "Secret Service"
+        );
+        assert_eq!(vendor_name("Mock store"), "Mock store");
+        assert_eq!(vendor_name("https://example.org"), "https://example.org");
     }
 
     #[test]
