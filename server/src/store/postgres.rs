@@ -25,8 +25,8 @@
 //! 3 × its heartbeat period (at least [`MIN_EXPIRY_MS`]) is dead: its rows stop counting at once,
 //! and the next live node to beat sweeps them, recording the disconnects and updating the boards.
 
-use super::rows::{access, blocked_reason, opt_ts, phase, role, status, ts};
-use super::rules::{self, OnTimeAction, SaveDecision, Stored};
+use super::rows::{access, blocked_reason, opt_ts, phase, role, status, stored, ts};
+use super::rules::{self, OnTimeAction, SaveDecision};
 use super::{
     Account, AnswerImport, AnswerRecord, Board, ConnectionChange, EvaluationEdit, EvaluationRecord,
     NewAccount, NewAnswer, NewEvaluation, Presence, SESSION_IDLE_LIMIT_MS, Session, SessionLookup,
@@ -1515,15 +1515,7 @@ async fn save_answer_op(
         opt_ts(row.try_get("ends_at")?)?,
         now,
     );
-    let stored = row
-        .try_get::<Option<i64>, _>("revision")?
-        .map(|revision| -> Result<Stored> {
-            Ok(Stored {
-                revision: revision as u64,
-                late: row.try_get("late")?,
-            })
-        })
-        .transpose()?;
+    let stored = stored(row.try_get("revision")?, row.try_get("late")?)?;
     let revision = answer.revision.get();
     let on_time = match rules::decide_save(stored, revision, late) {
         SaveDecision::Keep { revision, late } => {

@@ -202,6 +202,31 @@ where
     settle(conn, "op", result).await
 }
 
+/// Runs `op` (an operation, or a run of saves or presence changes, working in the savepoint
+/// `name`); if it panics, undoes what it did and answers `None`. A bug in one operation must not
+/// stop every later write: its callers see their answer channels dropped, an error.
+async fn guarded<T>(
+    conn: &mut SqliteConnection,
+    name: &str,
+    what: &str,
+    op: impl for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, T>,
+) -> Option<T> {
+    match AssertUnwindSafe(op(&mut *conn)).catch_unwind().await {
+        Ok(done) => Some(done),
+        Err(_) => {
+            tracing::error!("{what} panicked; it was rolled back");
+            abandon(conn, name).await;
+            None
+        }
+    }
+}
+
+/// `item` `n` times, comma-separated: the placeholders of an `IN` list or of a multi-row
+/// `VALUES`.
+fn repeated(item: &str, n: usize) -> String {
+    vec![item; n].join(", ")
+}
+
 /// One operation of a batch.
 enum Op {
     Job(Job),
@@ -255,50 +280,29 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Op>, bus: &Bus) 
     let mut ops = batch.drain(..).peekable();
     while let Some(op) = ops.next() {
         match op {
-            Op::Job(job) => match AssertUnwindSafe(job(conn)).catch_unwind().await {
-                Ok(completion) => completions.push(completion),
-                Err(_) => {
-                    // A bug in one operation must not stop every later write: undo what it did
-                    // (its caller sees its answer channel dropped, an error) and go on.
-                    tracing::error!("a write operation panicked; it was rolled back");
-                    abandon(conn, "op").await;
-                }
-            },
+            Op::Job(job) => completions.extend(guarded(conn, "op", "a write operation", job).await),
             // Saves in a row run together, between the operations before and after them, so
             // that each is judged after everything that reached the writer before it.
             Op::Save(first) => {
                 let mut run = vec![first];
-                while let Some(Op::Save(_)) = ops.peek() {
-                    if let Some(Op::Save(save)) = ops.next() {
-                        run.push(save);
-                    }
+                while let Some(Op::Save(save)) = ops.next_if(|op| matches!(op, Op::Save(_))) {
+                    run.push(save);
                 }
-                match AssertUnwindSafe(saves::run(conn, run)).catch_unwind().await {
-                    Ok(done) => completions.extend(done),
-                    Err(_) => {
-                        tracing::error!("a run of saves panicked; it was rolled back");
-                        abandon(conn, "saves").await;
-                    }
-                }
+                let done = guarded(conn, "saves", "a run of saves", move |c| saves::run(c, run));
+                completions.extend(done.await.into_iter().flatten());
             }
             // Likewise connections opening and closing (a room coming back after a restart).
             Op::Presence(first) => {
                 let mut run = vec![first];
-                while let Some(Op::Presence(_)) = ops.peek() {
-                    if let Some(Op::Presence(change)) = ops.next() {
-                        run.push(change);
-                    }
-                }
-                match AssertUnwindSafe(presence::run(conn, run))
-                    .catch_unwind()
-                    .await
+                while let Some(Op::Presence(change)) =
+                    ops.next_if(|op| matches!(op, Op::Presence(_)))
                 {
-                    Ok(done) => completions.extend(done),
-                    Err(_) => {
-                        tracing::error!("a run of presence changes panicked; it was rolled back");
-                        abandon(conn, "presence").await;
-                    }
+                    run.push(change);
                 }
+                let done = guarded(conn, "presence", "a run of presence changes", move |c| {
+                    presence::run(c, run)
+                });
+                completions.extend(done.await.into_iter().flatten());
             }
         }
     }

@@ -9,16 +9,19 @@
 //! one a reconnection; a loss sets when the student was last seen; the audit gets an entry per
 //! exam the student sits; the boards get each concerned participant's row once, after the run.
 
-use super::{Completion, ROW_SELECT, participant_row_from, savepoint, settle};
+use super::{Completion, ROW_SELECT, participant_row_from, repeated, savepoint, settle};
 use crate::error::Result;
 use crate::live::event::{Event, ParticipantEvent};
 use crate::store::{Presence, Session, rules};
 use futures_util::future::BoxFuture;
 use invigil_protocol::{AuditKind, Timestamp};
 use sqlx::Row;
-use sqlx::sqlite::SqliteConnection;
+use sqlx::sqlite::{SqliteArguments, SqliteConnection};
 use std::collections::{HashMap, HashSet};
 use tokio::sync::oneshot;
+
+/// A query on SQLite, arguments bound one by one.
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, SqliteArguments<'q>>;
 
 /// Values bound per statement at most (SQLite takes 32,766).
 const MAX_BOUND: usize = 30_000;
@@ -93,24 +96,19 @@ async fn apply(conn: &mut SqliteConnection, jobs: &[PresenceJob]) -> Result<Vec<
     for chunk in opened.chunks(MAX_BOUND) {
         let sql = format!(
             "SELECT id, connected_before FROM sessions WHERE id IN ({})",
-            marks(chunk.len())
+            repeated("?", chunk.len())
         );
-        let mut query = sqlx::query(&sql).persistent(false);
-        for id in chunk {
-            query = query.bind(*id);
-        }
+        let query = bind_all(sqlx::query(&sql).persistent(false), chunk);
         for row in query.fetch_all(&mut *conn).await? {
             connected_before.insert(row.try_get("id")?, row.try_get("connected_before")?);
         }
         let sql = format!(
             "UPDATE sessions SET connected_before = 1 WHERE id IN ({})",
-            marks(chunk.len())
+            repeated("?", chunk.len())
         );
-        let mut query = sqlx::query(&sql).persistent(false);
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        query.execute(&mut *conn).await?;
+        bind_all(sqlx::query(&sql).persistent(false), chunk)
+            .execute(&mut *conn)
+            .await?;
     }
 
     // When lost students were last seen.
@@ -122,13 +120,11 @@ async fn apply(conn: &mut SqliteConnection, jobs: &[PresenceJob]) -> Result<Vec<
     for chunk in lost.chunks(MAX_BOUND - 1) {
         let sql = format!(
             "UPDATE users SET last_seen_at = ? WHERE id IN ({})",
-            marks(chunk.len())
+            repeated("?", chunk.len())
         );
-        let mut query = sqlx::query(&sql).persistent(false).bind(now);
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        query.execute(&mut *conn).await?;
+        bind_all(sqlx::query(&sql).persistent(false).bind(now), chunk)
+            .execute(&mut *conn)
+            .await?;
     }
 
     // What each change records, in order: a loss always, a connection only when it is a
@@ -162,7 +158,7 @@ async fn apply(conn: &mut SqliteConnection, jobs: &[PresenceJob]) -> Result<Vec<
         }
     }
     for chunk in rows.chunks(MAX_BOUND / 5) {
-        let values = vec!["(?, ?, ?, ?, NULL, ?)"; chunk.len()].join(", ");
+        let values = repeated("(?, ?, ?, ?, NULL, ?)", chunk.len());
         let sql = format!(
             "INSERT INTO audit (evaluation_id, at, kind, username, actor, detail) VALUES {values}"
         );
@@ -196,12 +192,9 @@ async fn sitting(
              WHERE p.user_id IN ({}) AND e.phase = 'in_progress'
                AND p.status IN ('in_progress', 'blocked')
              ORDER BY p.user_id, p.evaluation_id",
-            marks(chunk.len())
+            repeated("?", chunk.len())
         );
-        let mut query = sqlx::query(&sql).persistent(false);
-        for id in chunk {
-            query = query.bind(*id);
-        }
+        let query = bind_all(sqlx::query(&sql).persistent(false), chunk);
         for row in query.fetch_all(&mut *conn).await? {
             sitting
                 .entry(row.try_get("user_id")?)
@@ -217,7 +210,7 @@ async fn sitting(
 async fn board_events(conn: &mut SqliteConnection, users: &[&str]) -> Result<Vec<Event>> {
     let mut concerned: Vec<(String, String, String)> = Vec::new();
     for chunk in users.chunks(MAX_BOUND / 2) {
-        let list = marks(chunk.len());
+        let list = repeated("?", chunk.len());
         let sql = format!(
             "SELECT e.id AS evaluation_id, e.owner_id, t.user_id FROM (
                  SELECT p.evaluation_id, p.user_id FROM participations p WHERE p.user_id IN ({list})
@@ -229,12 +222,7 @@ async fn board_events(conn: &mut SqliteConnection, users: &[&str]) -> Result<Vec
              WHERE e.phase != 'finished'
              ORDER BY e.id, t.user_id"
         );
-        let mut query = sqlx::query(&sql).persistent(false);
-        for _ in 0..2 {
-            for id in chunk {
-                query = query.bind(*id);
-            }
-        }
+        let query = bind_all(bind_all(sqlx::query(&sql).persistent(false), chunk), chunk);
         for row in query.fetch_all(&mut *conn).await? {
             concerned.push((
                 row.try_get("evaluation_id")?,
@@ -276,9 +264,12 @@ async fn board_events(conn: &mut SqliteConnection, users: &[&str]) -> Result<Vec
     Ok(events)
 }
 
-/// `?, ?, …`: `n` placeholders.
-fn marks(n: usize) -> String {
-    vec!["?"; n].join(", ")
+/// `query` with each of `ids` bound after what it has.
+fn bind_all<'q>(mut query: SqliteQuery<'q>, ids: &[&'q str]) -> SqliteQuery<'q> {
+    for id in ids {
+        query = query.bind(*id);
+    }
+    query
 }
 
 /// The items in their first order, each once.
@@ -295,6 +286,5 @@ mod tests {
     fn distinct_keeps_the_first_order() {
         let items = ["b", "a", "b", "c", "a"];
         assert_eq!(distinct(items.into_iter()), vec!["b", "a", "c"]);
-        assert_eq!(marks(3), "?, ?, ?");
     }
 }

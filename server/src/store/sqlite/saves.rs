@@ -9,11 +9,11 @@
 //! state as each earlier save of the run left it; so a run gives exactly the answers and the rows
 //! that the same saves one by one would.
 
-use super::{Completion, audit, participant_row, savepoint, settle};
+use super::{Completion, audit, participant_row, repeated, savepoint, settle};
 use crate::error::{Error, Result};
 use crate::live::event::{Event, ParticipantEvent};
 use crate::store::NewAnswer;
-use crate::store::rows::{access, opt_ts, phase, status};
+use crate::store::rows::{access, opt_ts, phase, status, stored};
 use crate::store::rules::{self, SaveDecision, Stored};
 use futures_util::future::BoxFuture;
 use invigil_protocol::{Access, AuditKind, Phase, Question, SaveAck, Timestamp, User};
@@ -225,7 +225,7 @@ async fn evaluations<'s>(
     ids.dedup();
     let mut found = HashMap::with_capacity(ids.len());
     for chunk in pieces(&ids) {
-        let marks = vec!["?"; chunk.len()].join(", ");
+        let marks = repeated("?", chunk.len());
         let sql = format!(
             "SELECT id, phase, ends_at, access, owner_id, questions FROM evaluations \
              WHERE id IN ({marks})"
@@ -262,10 +262,7 @@ async fn evaluations<'s>(
 async fn priors(conn: &mut SqliteConnection, saves: &[SaveJob]) -> Result<Vec<Prior>> {
     let mut priors = Vec::with_capacity(saves.len());
     for chunk in pieces(saves) {
-        let values = (0..chunk.len())
-            .map(|_| "(?, ?, ?, ?)")
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = repeated("(?, ?, ?, ?)", chunk.len());
         let sql = format!(
             "WITH req(idx, eid, uid, qid) AS (VALUES {values})
              SELECT req.idx,
@@ -285,15 +282,7 @@ async fn priors(conn: &mut SqliteConnection, saves: &[SaveJob]) -> Result<Vec<Pr
                 .bind(&save.answer.question_id);
         }
         for row in query.fetch_all(&mut *conn).await? {
-            let stored = row
-                .try_get::<Option<i64>, _>("revision")?
-                .map(|revision| -> Result<Stored> {
-                    Ok(Stored {
-                        revision: revision as u64,
-                        late: row.try_get("late")?,
-                    })
-                })
-                .transpose()?;
+            let stored = stored(row.try_get("revision")?, row.try_get("late")?)?;
             priors.push(Prior {
                 on_list: row.try_get("on_list")?,
                 status: row.try_get("status")?,
@@ -320,10 +309,7 @@ async fn write(
     now: Timestamp,
 ) -> Result<()> {
     for chunk in pieces(writes) {
-        let values = (0..chunk.len())
-            .map(|_| "(?, ?, ?, ?, ?, ?, ?)")
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = repeated("(?, ?, ?, ?, ?, ?, ?)", chunk.len());
         let sql = format!(
             "INSERT INTO answers (evaluation_id, user_id, question_id, revision, content, saved_at, late)
              VALUES {values}
