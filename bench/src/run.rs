@@ -787,13 +787,12 @@ impl Conductor {
             "bench:   all back {:.0} ms after the kill ({:.0} ms after restart), {} not back, {} lost",
             run.all_back_after_kill_ms, run.all_back_after_restart_ms, run.not_back, run.lost
         );
-        match self.results.storm.iter_mut().find(|r| r.students == n) {
-            Some(row) => row.runs.push(run),
-            None => self.results.storm.push(StormRow {
-                students: n,
-                runs: vec![run],
-            }),
-        }
+        let rows = &mut self.results.storm;
+        let new = || StormRow {
+            students: n,
+            runs: Vec::new(),
+        };
+        add_run(rows, |r| r.students == n, new, |r| &mut r.runs, run);
         Ok(())
     }
 
@@ -889,13 +888,12 @@ impl Conductor {
             run.poll.cpu_s,
             run.poll.cpu_s / run.push.cpu_s.max(1e-9)
         );
-        match self.results.polling.iter_mut().find(|r| r.students == n) {
-            Some(row) => row.runs.push(run),
-            None => self.results.polling.push(PollingRow {
-                students: n,
-                runs: vec![run],
-            }),
-        }
+        let rows = &mut self.results.polling;
+        let new = || PollingRow {
+            students: n,
+            runs: Vec::new(),
+        };
+        add_run(rows, |r| r.students == n, new, |r| &mut r.runs, run);
         Ok(())
     }
 
@@ -934,32 +932,39 @@ fn lost_saves(revisions: &[crate::wire::Revisions], stored: &HashMap<String, u64
         .count()
 }
 
+/// Adds `run` to the row that `is` picks, or to a new row (`new`, without runs) at the end.
+fn add_run<R, T>(
+    rows: &mut Vec<R>,
+    is: impl Fn(&R) -> bool,
+    new: impl FnOnce() -> R,
+    runs: fn(&mut R) -> &mut Vec<T>,
+    run: T,
+) {
+    let i = rows.iter().position(is).unwrap_or_else(|| {
+        rows.push(new());
+        rows.len() - 1
+    });
+    runs(&mut rows[i]).push(run);
+}
+
 fn push_idle(rows: &mut Vec<IdleRow>, kind: Kind, n: usize, run: IdleRun) {
-    match rows
-        .iter_mut()
-        .find(|r| r.target == kind.name() && r.students == n)
-    {
-        Some(row) => row.runs.push(run),
-        None => rows.push(IdleRow {
-            target: kind.name().into(),
-            students: n,
-            runs: vec![run],
-        }),
-    }
+    let is = |r: &IdleRow| r.target == kind.name() && r.students == n;
+    let new = || IdleRow {
+        target: kind.name().into(),
+        students: n,
+        runs: Vec::new(),
+    };
+    add_run(rows, is, new, |r| &mut r.runs, run);
 }
 
 fn push_answers(rows: &mut Vec<AnswersRow>, engine: &str, writers: usize, run: AnswersRun) {
-    match rows
-        .iter_mut()
-        .find(|r| r.engine == engine && r.writers == writers)
-    {
-        Some(row) => row.runs.push(run),
-        None => rows.push(AnswersRow {
-            engine: engine.into(),
-            writers,
-            runs: vec![run],
-        }),
-    }
+    let is = |r: &AnswersRow| r.engine == engine && r.writers == writers;
+    let new = || AnswersRow {
+        engine: engine.into(),
+        writers,
+        runs: Vec::new(),
+    };
+    add_run(rows, is, new, |r| &mut r.runs, run);
 }
 
 fn machine(paths: &Paths) -> Machine {
