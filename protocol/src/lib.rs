@@ -1,7 +1,10 @@
 //! The invigil wire contract, as typed serde values.
 //!
-//! `../shared/PROTOCOL.md` is binding for every client, so this crate is the one place where its JSON
-//! shapes are written down in Rust; the server, the client engine and the tests all speak through it.
+//! The contract every client is written against is described for people in `docs/PROTOCOL.md`; this
+//! crate is the one place where its JSON shapes are written down in Rust, and the server, the client
+//! engine and the tests all speak through it. A test (`tests/document.rs`) keeps the two in step:
+//! every message type, error code, close code and audit kind defined here is in the document, and
+//! the document names none that is not defined here.
 //!
 //! # Layout
 //!
@@ -12,6 +15,11 @@
 //! - answers: [`Answer`], [`SaveAnswer`], [`SaveAck`].
 //! - errors: [`ErrorBody`] and its [`ErrorCode`].
 //! - the live socket: [`ServerMessage`] and [`ClientMessage`], tagged by `type`, and the [`close`] codes.
+//! - additions of the project: the console's frames ([`ConsoleMessage`]) and bodies.
+//! - proctoring (contract v2): [`Proctoring`] settings, [`IntegrityEvent`] and its answers, the
+//!   participant rows' [`IntegritySummary`], and the frames [`IntegrityClientMessage`] and
+//!   [`IntegrityServerMessage`], kept apart from the socket's enums until the server and the app
+//!   handle them.
 //!
 //! Readers are tolerant (unknown fields are ignored, as the contract may grow); writers emit exactly
 //! the fields of the contract, with optional ones as `null` unless the contract says they may be omitted.
@@ -204,6 +212,11 @@ pub enum ErrorCode {
     TooManyAttempts,
     /// 500: the server failed; details are in its log. (An addition to the contract.)
     Internal,
+    /// 503: too many sign-ins are waiting for a password check; try again after `Retry-After`.
+    ServerBusy,
+    /// 429: the session already holds as many event streams as allowed; `Retry-After` says when to
+    /// try again.
+    TooManyStreams,
 }
 
 impl ErrorCode {
@@ -225,6 +238,8 @@ impl ErrorCode {
             ErrorCode::Blocked => 423,
             ErrorCode::TooManyAttempts => 429,
             ErrorCode::Internal => 500,
+            ErrorCode::ServerBusy => 503,
+            ErrorCode::TooManyStreams => 429,
         }
     }
 
@@ -247,6 +262,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::Internal => "internal",
+            ErrorCode::ServerBusy => "server_busy",
+            ErrorCode::TooManyStreams => "too_many_streams",
         }
     }
 }
@@ -607,6 +624,22 @@ pub enum AuditKind {
     /// An answer from a desktop app's export file was stored by staff. (An addition to the
     /// contract.)
     AnswerImported,
+    /// The evaluation's proctoring settings changed.
+    ProctoringChanged,
+    /// Integrity event: the exam window lost the focus.
+    FocusLost,
+    /// Integrity event: the exam window got the focus back.
+    FocusRegained,
+    /// Integrity event: the student left fullscreen.
+    FullscreenExited,
+    /// Integrity event: a copy or paste across the exam's boundary was refused.
+    ClipboardBlocked,
+    /// Integrity event: the number of displays changed (or was first reported).
+    DisplaysChanged,
+    /// Integrity event: the app started again while the student was sitting the evaluation.
+    AppRestarted,
+    /// Integrity event: what the app can enforce on the student's computer.
+    Capabilities,
 }
 
 impl AuditKind {
@@ -626,6 +659,14 @@ impl AuditKind {
             AuditKind::Reconnected => "reconnected",
             AuditKind::LateAnswer => "late_answer",
             AuditKind::AnswerImported => "answer_imported",
+            AuditKind::ProctoringChanged => "proctoring_changed",
+            AuditKind::FocusLost => "focus_lost",
+            AuditKind::FocusRegained => "focus_regained",
+            AuditKind::FullscreenExited => "fullscreen_exited",
+            AuditKind::ClipboardBlocked => "clipboard_blocked",
+            AuditKind::DisplaysChanged => "displays_changed",
+            AuditKind::AppRestarted => "app_restarted",
+            AuditKind::Capabilities => "capabilities",
         }
     }
 
@@ -645,6 +686,14 @@ impl AuditKind {
             AuditKind::Reconnected,
             AuditKind::LateAnswer,
             AuditKind::AnswerImported,
+            AuditKind::ProctoringChanged,
+            AuditKind::FocusLost,
+            AuditKind::FocusRegained,
+            AuditKind::FullscreenExited,
+            AuditKind::ClipboardBlocked,
+            AuditKind::DisplaysChanged,
+            AuditKind::AppRestarted,
+            AuditKind::Capabilities,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == text)
@@ -732,6 +781,8 @@ pub enum UpdateReason {
     Blocked,
     /// The student was unblocked.
     Unblocked,
+    /// The evaluation's proctoring settings changed.
+    ProctoringChanged,
 }
 
 /// Why a session was revoked.
@@ -781,6 +832,9 @@ pub enum RejectCode {
     NotFound,
     /// The save itself is malformed, e.g. revision 0. (An addition to the contract.)
     BadRequest,
+    /// The server holds this revision with other content: nothing was stored, and the client
+    /// saves its text again above the server's revision.
+    Conflict,
 }
 
 /// A frame from the server on the live socket or the event stream.
@@ -900,10 +954,16 @@ pub enum ClientMessage {
 
 /// Close codes of the live socket.
 pub mod close {
+    /// A normal close: the server's answer to a client that closed, or the end of a socket whose
+    /// reader stopped. (A WebSocket standard code, listed for completeness.)
+    pub const NORMAL: u16 = 1000;
     /// The server is going away (shutdown).
     pub const GOING_AWAY: u16 = 1001;
     /// A message was larger than 1 MiB.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The server could not load what the socket needs (its snapshot, or its session): reconnect.
+    /// (An addition to the contract.)
+    pub const INTERNAL_ERROR: u16 = 1011;
     /// The server node lost track of changes for a moment (its database link was restored):
     /// reconnect for a fresh snapshot. (An addition to the contract.)
     pub const SERVICE_RESTART: u16 = 1012;
@@ -920,7 +980,7 @@ pub mod close {
 /// The largest message the socket accepts, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
-// ---- Additions for the console (documented in docs/PROTOCOL-appendix.md) --------------------
+// ---- Additions for the console (documented in docs/PROTOCOL.md) -----------------------------
 
 /// Reads a field that may be absent (`None`), null (`Some(None)`) or a value (`Some(Some(v))`).
 fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
@@ -1080,6 +1140,288 @@ impl ConsoleMessage {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("console messages always serialize")
     }
+}
+
+// ---- Proctoring (contract v2) ----------------------------------------------------------------
+//
+// Everything proctoring puts on the wire, defined ahead of the code that handles it. The frames are
+// whole frames of the live socket (same `type` tag, same JSON), kept in their own enums
+// ([`IntegrityClientMessage`], [`IntegrityServerMessage`]) rather than as variants of
+// [`ClientMessage`] and [`ServerMessage`], because every `match` on those must then handle them:
+// whoever wires proctoring into the server and the app moves them over (and updates
+// `tests/document.rs`, which finds every frame name through these enums).
+
+/// An evaluation's proctoring settings. Absent keys read as the defaults: everything off, brief
+/// interruptions up to 2 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Proctoring {
+    /// The exam window is fullscreen and above other windows; leaving fullscreen is reported.
+    pub fullscreen: bool,
+    /// Losing and regaining the window's focus is reported, with the time away.
+    pub report_focus: bool,
+    /// Copying and pasting between the exam and other programs is refused and reported.
+    pub block_clipboard: bool,
+    /// The number of displays is reported, and the student asked to keep only one.
+    pub single_display: bool,
+    /// An absence from the window shorter than this (in milliseconds) counts as brief.
+    pub brief_ms: u64,
+}
+
+impl Proctoring {
+    /// The default of [`Proctoring::brief_ms`].
+    pub const DEFAULT_BRIEF_MS: u64 = 2000;
+
+    /// These settings with `change` applied: the keys it gives replace these, the others stay.
+    pub fn apply(self, change: ProctoringChange) -> Self {
+        let switches = change.switches;
+        Self {
+            fullscreen: switches.fullscreen.unwrap_or(self.fullscreen),
+            report_focus: switches.report_focus.unwrap_or(self.report_focus),
+            block_clipboard: switches.block_clipboard.unwrap_or(self.block_clipboard),
+            single_display: switches.single_display.unwrap_or(self.single_display),
+            brief_ms: change.brief_ms.unwrap_or(self.brief_ms),
+        }
+    }
+}
+
+impl Default for Proctoring {
+    fn default() -> Self {
+        Self {
+            fullscreen: false,
+            report_focus: false,
+            block_clipboard: false,
+            single_display: false,
+            brief_ms: Self::DEFAULT_BRIEF_MS,
+        }
+    }
+}
+
+/// `{"proctoring": {...}}` of `PATCH /api/evaluations/{id}`: absent keys keep their value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProctoringChange {
+    /// New values of the switches it names.
+    #[serde(flatten)]
+    pub switches: Switches<bool>,
+    /// A new `brief_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brief_ms: Option<u64>,
+}
+
+/// One value for each of the four proctoring switches, keyed by the switch's name; a switch left
+/// out is `None` (and is not written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+// serde would ask `T: Default` for the fields' `default`, which is `None` whatever `T` is.
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+pub struct Switches<T> {
+    /// For `fullscreen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fullscreen: Option<T>,
+    /// For `report_focus`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_focus: Option<T>,
+    /// For `block_clipboard`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_clipboard: Option<T>,
+    /// For `single_display`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single_display: Option<T>,
+}
+
+// Not derived: the derive would ask `T: Default`, and "none given" needs no default of `T`.
+impl<T> Default for Switches<T> {
+    fn default() -> Self {
+        Self {
+            fullscreen: None,
+            report_focus: None,
+            block_clipboard: None,
+            single_display: None,
+        }
+    }
+}
+
+/// What an integrity event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntegrityKind {
+    /// The exam window lost the focus.
+    FocusLost,
+    /// The exam window got the focus back; `away_ms` says for how long it was away.
+    FocusRegained,
+    /// The student left fullscreen (the app goes back to it).
+    FullscreenExited,
+    /// A copy or paste between the exam and another program was refused.
+    ClipboardBlocked,
+    /// The number of displays, at start and on every change; `displays` says how many.
+    DisplaysChanged,
+    /// The app was started again while the student was sitting the evaluation; `detail` says
+    /// whether the previous run ended cleanly.
+    AppRestarted,
+    /// What the app can do on this computer; `capabilities` says it.
+    Capabilities,
+}
+
+impl IntegrityKind {
+    /// The contract's name for the kind.
+    pub fn as_str(self) -> &'static str {
+        self.audit_kind().as_str()
+    }
+
+    /// The audit kind of a stored event of this kind (it has the same name).
+    pub fn audit_kind(self) -> AuditKind {
+        match self {
+            IntegrityKind::FocusLost => AuditKind::FocusLost,
+            IntegrityKind::FocusRegained => AuditKind::FocusRegained,
+            IntegrityKind::FullscreenExited => AuditKind::FullscreenExited,
+            IntegrityKind::ClipboardBlocked => AuditKind::ClipboardBlocked,
+            IntegrityKind::DisplaysChanged => AuditKind::DisplaysChanged,
+            IntegrityKind::AppRestarted => AuditKind::AppRestarted,
+            IntegrityKind::Capabilities => AuditKind::Capabilities,
+        }
+    }
+}
+
+impl From<IntegrityKind> for AuditKind {
+    fn from(kind: IntegrityKind) -> Self {
+        kind.audit_kind()
+    }
+}
+
+/// How far the app can carry out one proctoring setting on a given computer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapabilityLevel {
+    /// Done as the setting says.
+    Enforced,
+    /// Noticed and reported, but not prevented.
+    DetectOnly,
+    /// Not possible here; never counted as a violation.
+    Unavailable,
+}
+
+/// What the app can do on this computer, per switch (a switch it does not name is unknown).
+pub type Capabilities = Switches<CapabilityLevel>;
+
+/// The longest `detail` an integrity event may carry, in characters.
+pub const MAX_INTEGRITY_DETAIL_CHARS: usize = 200;
+
+/// An integrity event: the `INTEGRITY_EVENT` frame's fields, and the body of
+/// `POST /api/evaluations/{id}/integrity`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntegrityEvent {
+    /// The evaluation.
+    pub evaluation_id: String,
+    /// A UUID the client makes; the server stores an event once per id.
+    pub event_id: String,
+    /// What happened.
+    pub kind: IntegrityKind,
+    /// When, by the device's clock.
+    pub at: Timestamp,
+    /// For `focus_regained`: how long the window was away, in milliseconds (monotonic clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub away_ms: Option<u64>,
+    /// For `displays_changed`: how many displays there are now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub displays: Option<u32>,
+    /// For `capabilities`: what the app can do on this computer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
+    /// A human sentence, at most [`MAX_INTEGRITY_DETAIL_CHARS`] characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// An integrity event is durably stored: the `INTEGRITY_ACK` frame's fields, and the answer of
+/// `POST /api/evaluations/{id}/integrity`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntegrityAck {
+    /// The event's id.
+    pub event_id: String,
+}
+
+/// Why an integrity event was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntegrityRejectCode {
+    /// The student is neither sitting nor blocked in that evaluation.
+    NotParticipating,
+    /// No such evaluation.
+    NotFound,
+    /// The student is no longer eligible.
+    NotOnAccessList,
+}
+
+/// An integrity event was refused: the `INTEGRITY_REJECTED` frame's fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntegrityRejected {
+    /// The event's id.
+    pub event_id: String,
+    /// Why.
+    pub code: IntegrityRejectCode,
+}
+
+/// The proctoring frame a client sends on the live socket (a [`ClientMessage`] in waiting: see
+/// the note at the head of this section).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum IntegrityClientMessage {
+    /// Report an integrity event; `INTEGRITY_ACK`, `INTEGRITY_REJECTED` or `ERROR` follows.
+    IntegrityEvent(IntegrityEvent),
+}
+
+/// The proctoring frames the server sends on the live socket (a [`ServerMessage`] in waiting:
+/// see the note at the head of this section).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum IntegrityServerMessage {
+    /// The event is durably stored (or was already).
+    IntegrityAck(IntegrityAck),
+    /// The event was refused.
+    IntegrityRejected(IntegrityRejected),
+}
+
+impl IntegrityServerMessage {
+    /// The `type` tag, as the SSE `event` name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            IntegrityServerMessage::IntegrityAck(_) => "INTEGRITY_ACK",
+            IntegrityServerMessage::IntegrityRejected(_) => "INTEGRITY_REJECTED",
+        }
+    }
+
+    /// The JSON text of the frame.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("integrity messages always serialize")
+    }
+}
+
+/// The last integrity event of a student, in [`IntegritySummary::last`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntegrityLast {
+    /// What it reported.
+    pub kind: IntegrityKind,
+    /// When, by the device's clock.
+    pub at: Timestamp,
+}
+
+/// A student's integrity events in one evaluation, summed up: the `integrity` field of a
+/// participant row.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntegritySummary {
+    /// Every stored event.
+    pub events: u32,
+    /// The `focus_lost` events.
+    pub focus_lost: u32,
+    /// The `focus_regained` events whose `away_ms` is below the evaluation's `brief_ms`.
+    pub brief: u32,
+    /// The sum of every `away_ms`.
+    pub away_ms: u64,
+    /// The largest `away_ms`.
+    pub longest_away_ms: u64,
+    /// The last stored event, if any.
+    pub last: Option<IntegrityLast>,
+    /// What the last `capabilities` event said, if any.
+    pub capabilities: Option<Capabilities>,
 }
 
 #[cfg(test)]

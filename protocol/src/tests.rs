@@ -1608,3 +1608,317 @@ fn staff_answer_is_the_answer_with_its_source_beside_it() {
         &expected,
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Contract v2: load shedding, conflicts, proctoring
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn v2_error_codes_server_busy_and_too_many_streams_have_their_statuses() {
+    for (code, name, status) in [
+        (ErrorCode::ServerBusy, "server_busy", 503),
+        (ErrorCode::TooManyStreams, "too_many_streams", 429),
+    ] {
+        assert_named(code, name);
+        assert_eq!(code.as_str(), name);
+        assert_eq!(code.status(), status, "status of `{name}`");
+        assert_reads_and_writes(
+            json!({"error": {"code": name, "message": "Try again in 3 seconds."}}),
+            &ErrorBody {
+                error: ErrorDetail {
+                    code,
+                    message: "Try again in 3 seconds.".into(),
+                },
+            },
+        );
+    }
+}
+
+#[test]
+fn answer_rejected_with_conflict_reads_and_writes_the_contract_json() {
+    assert_named(RejectCode::Conflict, "conflict");
+    assert_reads_and_writes(
+        json!({"type": "ANSWER_REJECTED", "evaluation_id": "e1", "question_id": "q1",
+               "revision": 3, "code": "conflict"}),
+        &ServerMessage::AnswerRejected {
+            evaluation_id: "e1".into(),
+            question_id: "q1".into(),
+            revision: 3,
+            code: RejectCode::Conflict,
+        },
+    );
+}
+
+#[test]
+fn update_reason_proctoring_changed_is_named_as_in_the_contract() {
+    assert_named(UpdateReason::ProctoringChanged, "proctoring_changed");
+}
+
+#[test]
+fn audit_kinds_of_v2_are_named_as_in_the_contract_and_parse_back() {
+    for (kind, name) in [
+        (AuditKind::ProctoringChanged, "proctoring_changed"),
+        (AuditKind::FocusLost, "focus_lost"),
+        (AuditKind::FocusRegained, "focus_regained"),
+        (AuditKind::FullscreenExited, "fullscreen_exited"),
+        (AuditKind::ClipboardBlocked, "clipboard_blocked"),
+        (AuditKind::DisplaysChanged, "displays_changed"),
+        (AuditKind::AppRestarted, "app_restarted"),
+        (AuditKind::Capabilities, "capabilities"),
+    ] {
+        assert_named(kind, name);
+        assert_eq!(kind.as_str(), name);
+        assert_eq!(AuditKind::parse(name), Some(kind));
+    }
+}
+
+/// Every integrity kind of the contract.
+const INTEGRITY_KINDS: [(IntegrityKind, &str); 7] = [
+    (IntegrityKind::FocusLost, "focus_lost"),
+    (IntegrityKind::FocusRegained, "focus_regained"),
+    (IntegrityKind::FullscreenExited, "fullscreen_exited"),
+    (IntegrityKind::ClipboardBlocked, "clipboard_blocked"),
+    (IntegrityKind::DisplaysChanged, "displays_changed"),
+    (IntegrityKind::AppRestarted, "app_restarted"),
+    (IntegrityKind::Capabilities, "capabilities"),
+];
+
+#[test]
+fn integrity_kinds_are_named_as_in_the_contract_and_are_their_own_audit_kinds() {
+    for (kind, name) in INTEGRITY_KINDS {
+        assert_named(kind, name);
+        assert_eq!(kind.as_str(), name);
+        assert_eq!(AuditKind::from(kind).as_str(), name);
+    }
+    assert_rejected::<IntegrityKind>(json!("tab_switched"));
+}
+
+#[test]
+fn proctoring_reads_and_writes_the_contract_json() {
+    let expected = Proctoring {
+        fullscreen: true,
+        report_focus: true,
+        block_clipboard: false,
+        single_display: true,
+        brief_ms: 1500,
+    };
+    assert_reads_and_writes(
+        json!({"fullscreen": true, "report_focus": true, "block_clipboard": false,
+               "single_display": true, "brief_ms": 1500}),
+        &expected,
+    );
+}
+
+#[test]
+fn proctoring_defaults_are_every_switch_off_and_two_seconds_brief() {
+    let defaults = Proctoring::default();
+    assert_reads_and_writes(
+        json!({"fullscreen": false, "report_focus": false, "block_clipboard": false,
+               "single_display": false, "brief_ms": 2000}),
+        &defaults,
+    );
+    assert_eq!(read::<Proctoring>(json!({})), defaults);
+    assert_eq!(
+        read::<Proctoring>(json!({"report_focus": true})),
+        Proctoring {
+            report_focus: true,
+            ..defaults
+        }
+    );
+}
+
+#[test]
+fn a_proctoring_change_keeps_the_keys_it_does_not_give() {
+    let current = Proctoring {
+        fullscreen: true,
+        report_focus: true,
+        block_clipboard: true,
+        single_display: false,
+        brief_ms: 3000,
+    };
+    let change: ProctoringChange = read(json!({"block_clipboard": false, "brief_ms": 500}));
+    assert_eq!(
+        current.apply(change),
+        Proctoring {
+            block_clipboard: false,
+            brief_ms: 500,
+            ..current
+        }
+    );
+    assert_eq!(current.apply(read(json!({}))), current);
+    assert_reads_and_writes(
+        json!({"fullscreen": true}),
+        &ProctoringChange {
+            switches: Switches {
+                fullscreen: Some(true),
+                ..Switches::default()
+            },
+            brief_ms: None,
+        },
+    );
+}
+
+fn focus_regained() -> IntegrityEvent {
+    IntegrityEvent {
+        evaluation_id: "e1".into(),
+        event_id: "0f8b2c1e-7d4a-4b7e-9a51-3c2d1e0f9a8b".into(),
+        kind: IntegrityKind::FocusRegained,
+        at: nine_o_clock(),
+        away_ms: Some(4210),
+        displays: None,
+        capabilities: None,
+        detail: None,
+    }
+}
+
+#[test]
+fn integrity_event_frame_reads_and_writes_the_contract_json() {
+    assert_reads_and_writes(
+        json!({"type": "INTEGRITY_EVENT", "evaluation_id": "e1",
+               "event_id": "0f8b2c1e-7d4a-4b7e-9a51-3c2d1e0f9a8b", "kind": "focus_regained",
+               "at": "2026-11-22T09:00:00.000Z", "away_ms": 4210}),
+        &IntegrityClientMessage::IntegrityEvent(focus_regained()),
+    );
+}
+
+#[test]
+fn integrity_event_http_body_is_the_frame_without_its_type() {
+    assert_reads_and_writes(
+        json!({"evaluation_id": "e1", "event_id": "0f8b2c1e-7d4a-4b7e-9a51-3c2d1e0f9a8b",
+               "kind": "focus_regained", "at": "2026-11-22T09:00:00.000Z", "away_ms": 4210}),
+        &focus_regained(),
+    );
+    let with_nulls: IntegrityEvent = read(json!({
+        "evaluation_id": "e1", "event_id": "0f8b2c1e-7d4a-4b7e-9a51-3c2d1e0f9a8b",
+        "kind": "focus_regained", "at": "2026-11-22T09:00:00.000Z", "away_ms": 4210,
+        "displays": null, "capabilities": null, "detail": null
+    }));
+    assert_eq!(with_nulls, focus_regained());
+}
+
+#[test]
+fn integrity_events_carry_displays_capabilities_and_detail() {
+    let displays = IntegrityEvent {
+        kind: IntegrityKind::DisplaysChanged,
+        away_ms: None,
+        displays: Some(2),
+        ..focus_regained()
+    };
+    assert_reads_and_writes(
+        json!({"evaluation_id": "e1", "event_id": "0f8b2c1e-7d4a-4b7e-9a51-3c2d1e0f9a8b",
+               "kind": "displays_changed", "at": "2026-11-22T09:00:00.000Z", "displays": 2}),
+        &displays,
+    );
+    let capabilities = IntegrityEvent {
+        kind: IntegrityKind::Capabilities,
+        away_ms: None,
+        capabilities: Some(Capabilities {
+            fullscreen: Some(CapabilityLevel::DetectOnly),
+            report_focus: Some(CapabilityLevel::Enforced),
+            block_clipboard: Some(CapabilityLevel::Enforced),
+            single_display: Some(CapabilityLevel::Unavailable),
+        }),
+        detail: Some("always-on-top refused by a Wayland compositor".into()),
+        ..focus_regained()
+    };
+    assert_reads_and_writes(
+        json!({"evaluation_id": "e1", "event_id": "0f8b2c1e-7d4a-4b7e-9a51-3c2d1e0f9a8b",
+               "kind": "capabilities", "at": "2026-11-22T09:00:00.000Z",
+               "capabilities": {"fullscreen": "detect_only", "report_focus": "enforced",
+                                "block_clipboard": "enforced", "single_display": "unavailable"},
+               "detail": "always-on-top refused by a Wayland compositor"}),
+        &capabilities,
+    );
+}
+
+#[test]
+fn integrity_event_without_an_id_kind_or_time_fails_to_parse() {
+    let full = json!({"evaluation_id": "e1", "event_id": "x", "kind": "focus_lost",
+                      "at": "2026-11-22T09:00:00.000Z"});
+    assert_eq!(
+        read::<IntegrityEvent>(full.clone()).kind,
+        IntegrityKind::FocusLost
+    );
+    for missing in ["evaluation_id", "event_id", "kind", "at"] {
+        let mut partial = full.clone();
+        partial.as_object_mut().unwrap().remove(missing);
+        assert_rejected::<IntegrityEvent>(partial);
+    }
+    assert_rejected::<Capabilities>(json!({"fullscreen": "maybe"}));
+}
+
+#[test]
+fn integrity_ack_and_rejected_frames_read_and_write_the_contract_json() {
+    let ack = IntegrityServerMessage::IntegrityAck(IntegrityAck {
+        event_id: "ev1".into(),
+    });
+    assert_reads_and_writes(json!({"type": "INTEGRITY_ACK", "event_id": "ev1"}), &ack);
+    assert_eq!(ack.kind(), "INTEGRITY_ACK");
+    assert_eq!(
+        serde_json::from_str::<Value>(&ack.to_json()).unwrap(),
+        json!({"type": "INTEGRITY_ACK", "event_id": "ev1"})
+    );
+    assert_reads_and_writes(
+        json!({"event_id": "ev1"}),
+        &IntegrityAck {
+            event_id: "ev1".into(),
+        },
+    );
+    for (code, name) in [
+        (IntegrityRejectCode::NotParticipating, "not_participating"),
+        (IntegrityRejectCode::NotFound, "not_found"),
+        (IntegrityRejectCode::NotOnAccessList, "not_on_access_list"),
+    ] {
+        let rejected = IntegrityServerMessage::IntegrityRejected(IntegrityRejected {
+            event_id: "ev1".into(),
+            code,
+        });
+        assert_reads_and_writes(
+            json!({"type": "INTEGRITY_REJECTED", "event_id": "ev1", "code": name}),
+            &rejected,
+        );
+        assert_eq!(rejected.kind(), "INTEGRITY_REJECTED");
+    }
+    assert_rejected::<IntegrityRejectCode>(json!("blocked"));
+}
+
+#[test]
+fn integrity_summary_reads_and_writes_the_contract_json() {
+    let empty = IntegritySummary::default();
+    assert_reads_and_writes(
+        json!({"events": 0, "focus_lost": 0, "brief": 0, "away_ms": 0, "longest_away_ms": 0,
+               "last": null, "capabilities": null}),
+        &empty,
+    );
+    let busy = IntegritySummary {
+        events: 5,
+        focus_lost: 2,
+        brief: 1,
+        away_ms: 9400,
+        longest_away_ms: 8200,
+        last: Some(IntegrityLast {
+            kind: IntegrityKind::FocusRegained,
+            at: nine_o_clock(),
+        }),
+        capabilities: Some(Capabilities {
+            report_focus: Some(CapabilityLevel::Enforced),
+            ..Capabilities::default()
+        }),
+    };
+    assert_reads_and_writes(
+        json!({"events": 5, "focus_lost": 2, "brief": 1, "away_ms": 9400,
+               "longest_away_ms": 8200,
+               "last": {"kind": "focus_regained", "at": "2026-11-22T09:00:00.000Z"},
+               "capabilities": {"report_focus": "enforced"}}),
+        &busy,
+    );
+}
+
+#[test]
+fn close_codes_the_server_uses_besides_the_contract_ones_are_named() {
+    assert_eq!(close::NORMAL, 1000);
+    assert_eq!(close::GOING_AWAY, 1001);
+    assert_eq!(close::INTERNAL_ERROR, 1011);
+    assert_eq!(close::SERVICE_RESTART, 1012);
+    assert_eq!(close::TOO_SLOW, 1013);
+}

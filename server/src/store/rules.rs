@@ -117,6 +117,9 @@ pub fn reject_error(code: RejectCode) -> Error {
         ),
         RejectCode::NotFound => Error::not_found("There is no such question in this evaluation."),
         RejectCode::BadRequest => Error::bad_request("The save is malformed."),
+        RejectCode::Conflict => Error::conflict(
+            "The server holds this revision with other content; save your text above it.",
+        ),
     }
 }
 
@@ -128,6 +131,7 @@ pub fn reject_code(error: &Error) -> Option<RejectCode> {
         ErrorCode::NotOnAccessList => RejectCode::NotOnAccessList,
         ErrorCode::NotFound => RejectCode::NotFound,
         ErrorCode::BadRequest | ErrorCode::PayloadTooLarge => RejectCode::BadRequest,
+        ErrorCode::Conflict => RejectCode::Conflict,
         _ => return None,
     })
 }
