@@ -210,13 +210,12 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// 429: too many failed sign-ins.
     TooManyAttempts,
+    /// 503: the server is too busy to check a password now; try again after `Retry-After`.
+    ServerBusy,
+    /// 429: the session already holds as many event streams as it may.
+    TooManyStreams,
     /// 500: the server failed; details are in its log. (An addition to the contract.)
     Internal,
-    /// 503: too many sign-ins are waiting for a password check; try again after `Retry-After`.
-    ServerBusy,
-    /// 429: the session already holds as many event streams as allowed; `Retry-After` says when to
-    /// try again.
-    TooManyStreams,
 }
 
 impl ErrorCode {
@@ -236,10 +235,9 @@ impl ErrorCode {
             | ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Blocked => 423,
-            ErrorCode::TooManyAttempts => 429,
+            ErrorCode::TooManyAttempts | ErrorCode::TooManyStreams => 429,
             ErrorCode::Internal => 500,
             ErrorCode::ServerBusy => 503,
-            ErrorCode::TooManyStreams => 429,
         }
     }
 
@@ -261,9 +259,9 @@ impl ErrorCode {
             ErrorCode::Blocked => "blocked",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::TooManyAttempts => "too_many_attempts",
-            ErrorCode::Internal => "internal",
             ErrorCode::ServerBusy => "server_busy",
             ErrorCode::TooManyStreams => "too_many_streams",
+            ErrorCode::Internal => "internal",
         }
     }
 }
