@@ -506,7 +506,7 @@ impl Engine {
     }
 
     /// Writes every answer not acknowledged by the server to `path`, in the format of
-    /// `docs/PROTOCOL-appendix.md`, for the professor to import.
+    /// `docs/PROTOCOL.md`, for the professor to import.
     pub async fn export(&self, path: &Path) -> Result<ExportSummary> {
         self.flush().await;
         let export = {

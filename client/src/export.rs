@@ -1,6 +1,6 @@
 //! The answers-export file: what the desktop app writes when answers cannot reach the server
 //! (the session ended on this device), for the professor to import in the console. The format is
-//! part of the contract: `docs/PROTOCOL-appendix.md`.
+//! part of the protocol: `docs/PROTOCOL.md`, "The answers file".
 
 use crate::error::{Error, Result};
 use crate::outbox::Record;

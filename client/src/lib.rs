@@ -15,7 +15,7 @@
 //! network   what the OS says about the network (no network vs unreachable server)
 //! api       the HTTP calls (reqwest, rustls)
 //! view      what the front end shows: serializable views and events
-//! export    the answers-export file for the professor (docs/PROTOCOL-appendix.md)
+//! export    the answers-export file for the professor (docs/PROTOCOL.md)
 //! config    server URL and data folder (INVIGIL_SERVER_URL, INVIGIL_DATA_DIR)
 //! error     the one error type, with a stable kind for the front end
 //! ```

@@ -1,4 +1,4 @@
-//! Every wire type against the JSON that `PROTOCOL.md` writes down.
+//! Every wire type against the JSON that the protocol (`docs/PROTOCOL.md`) writes down.
 //!
 //! Each type is read from a JSON literal written as in the contract and compared with the expected
 //! Rust value, and the Rust value is written and compared, as a `serde_json::Value` (so key order

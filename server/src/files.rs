@@ -1,6 +1,6 @@
 //! The files staff exchange with the server, for the console and the command line alike: student
 //! rosters (CSV in), answers and audit exports (CSV out), and the desktop app's answers-export
-//! file (JSON in). Formats are described in `docs/PROTOCOL-appendix.md`.
+//! file (JSON in). Formats are described in `docs/PROTOCOL.md`.
 
 use crate::domain::{self, Password, Revision, Username};
 use crate::error::Error;
