@@ -325,6 +325,21 @@ fn quoted(line: &str) -> impl Iterator<Item = &str> {
 }
 
 #[test]
+fn every_code_span_of_the_document_closes_on_its_line() {
+    // The checks below read code spans line by line; a span across lines would pair the wrong
+    // backticks (write a long example as a code block instead).
+    let open: Vec<String> = prose_lines(DOCUMENT)
+        .filter(|(_, line)| line.matches('`').count() % 2 == 1)
+        .map(|(number, line)| format!("line {number}: {line}"))
+        .collect();
+    assert!(
+        open.is_empty(),
+        "code spans of docs/PROTOCOL.md that run over a line break:\n{}",
+        open.join("\n")
+    );
+}
+
+#[test]
 fn every_message_type_the_document_mentions_exists() {
     let frames: BTreeSet<String> = server_frames()
         .into_iter()
