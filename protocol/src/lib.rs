@@ -781,6 +781,9 @@ pub enum RejectCode {
     NotFound,
     /// The save itself is malformed, e.g. revision 0. (An addition to the contract.)
     BadRequest,
+    /// The stored answer has this revision with other content (v2, "Answers: conflicts"): the
+    /// save is refused and the stored answer is unchanged.
+    Conflict,
 }
 
 /// A frame from the server on the live socket or the event stream.
