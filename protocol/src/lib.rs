@@ -830,8 +830,8 @@ pub enum RejectCode {
     NotFound,
     /// The save itself is malformed, e.g. revision 0. (An addition to the contract.)
     BadRequest,
-    /// The server holds this revision with other content: nothing was stored, and the client
-    /// saves its text again above the server's revision.
+    /// The stored answer has this revision with other content (v2, "Answers: conflicts"): the
+    /// save is refused and the stored answer is unchanged.
     Conflict,
 }
 

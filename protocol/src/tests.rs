@@ -1095,6 +1095,7 @@ fn reject_code_names_are_the_contract_names_plus_bad_request() {
         (RejectCode::NotOnAccessList, "not_on_access_list"),
         (RejectCode::NotFound, "not_found"),
         (RejectCode::BadRequest, "bad_request"),
+        (RejectCode::Conflict, "conflict"),
     ] {
         assert_named(code, name);
     }
@@ -1242,6 +1243,7 @@ fn answer_rejected_reads_and_writes_the_contract_json_for_every_code() {
         (RejectCode::NotParticipating, "not_participating"),
         (RejectCode::NotOnAccessList, "not_on_access_list"),
         (RejectCode::NotFound, "not_found"),
+        (RejectCode::Conflict, "conflict"),
     ] {
         let expected = ServerMessage::AnswerRejected {
             evaluation_id: "e1".into(),

@@ -7,7 +7,7 @@
 //! revision that did reach the server is never replaced, and a late import never replaces the last
 //! on-time revision (the late rule of the contract, [`rules::decide_save`]).
 
-use super::rules::{self, OnTimeAction, SaveDecision, Stored};
+use super::rules::{self, Digest, OnTimeAction, SaveDecision, Stored};
 use invigil_protocol::{Phase, Timestamp};
 
 /// The phase an evaluation was in at `at`, from the phases it entered (oldest first). Before its
@@ -44,8 +44,12 @@ pub enum ImportDecision {
 }
 
 /// Stores an answer only over an older revision.
-pub fn decide(stored: Option<Stored>, revision: u64, late: bool) -> ImportDecision {
-    match rules::decide_save(stored, revision, late) {
+pub fn decide(stored: Option<Stored>, revision: u64, digest: Digest, late: bool) -> ImportDecision {
+    match rules::decide_save(stored, revision, digest, late) {
+        SaveDecision::Conflict => ImportDecision::Skip(format!(
+            "The server already has revision {revision} of this answer with other content; the \
+             file's text was not stored (both stay: the server's here, the file's on the device)."
+        )),
         SaveDecision::Keep { revision: kept, .. } if kept == revision => ImportDecision::Skip(
             format!("The server already has revision {kept} of this answer."),
         ),
@@ -138,19 +142,40 @@ mod tests {
 
     #[test]
     fn an_import_never_replaces_the_same_or_a_newer_revision() {
+        let digest = Digest::of("text");
         let stored = Some(Stored {
             revision: 5,
             late: false,
+            digest,
         });
-        assert!(matches!(decide(stored, 5, false), ImportDecision::Skip(_)));
-        assert!(matches!(decide(stored, 4, false), ImportDecision::Skip(_)));
+        assert!(matches!(
+            decide(stored, 5, digest, false),
+            ImportDecision::Skip(_)
+        ));
+        assert!(matches!(
+            decide(stored, 4, digest, false),
+            ImportDecision::Skip(_)
+        ));
         assert_eq!(
-            decide(stored, 6, true),
+            decide(stored, 6, digest, true),
             ImportDecision::Store(OnTimeAction::KeepStored)
         );
         assert_eq!(
-            decide(None, 1, false),
+            decide(None, 1, digest, false),
             ImportDecision::Store(OnTimeAction::Clear)
         );
+    }
+
+    #[test]
+    fn an_import_of_the_stored_revision_with_other_content_is_skipped_saying_so() {
+        let stored = Some(Stored {
+            revision: 5,
+            late: false,
+            digest: Digest::of("server"),
+        });
+        let ImportDecision::Skip(reason) = decide(stored, 5, Digest::of("device"), false) else {
+            panic!("skipped");
+        };
+        assert!(reason.contains("other content"), "{reason}");
     }
 }

@@ -26,7 +26,7 @@
 //! and the next live node to beat sweeps them, recording the disconnects and updating the boards.
 
 use super::rows::{access, blocked_reason, opt_ts, phase, role, status, stored, ts};
-use super::rules::{self, OnTimeAction, SaveDecision};
+use super::rules::{self, Digest, OnTimeAction, SaveDecision};
 use super::{
     Account, AnswerImport, AnswerRecord, Board, ConnectionChange, EvaluationEdit, EvaluationRecord,
     NewAccount, NewAnswer, NewEvaluation, Presence, SESSION_IDLE_LIMIT_MS, Session, SessionLookup,
@@ -1484,7 +1484,8 @@ async fn save_answer_op(
         "SELECT e.phase, e.ends_at, e.access, e.owner_id,
             EXISTS (SELECT 1 FROM access_list al WHERE al.evaluation_id = e.id AND al.user_id = $2) AS on_list,
             e.questions @> jsonb_build_array(jsonb_build_object('id', $3::TEXT)) AS has_question,
-            p.status, a.revision, a.late
+            p.status, a.revision, a.late, a.content_sha256,
+            CASE WHEN a.content_sha256 IS NULL THEN a.content END AS legacy_content
          FROM evaluations e
          LEFT JOIN participations p ON p.evaluation_id = e.id AND p.user_id = $2
          LEFT JOIN answers a ON a.evaluation_id = e.id AND a.user_id = $2 AND a.question_id = $3
@@ -1515,9 +1516,18 @@ async fn save_answer_op(
         opt_ts(row.try_get("ends_at")?)?,
         now,
     );
-    let stored = stored(row.try_get("revision")?, row.try_get("late")?)?;
+    let stored = stored(
+        row.try_get("revision")?,
+        row.try_get("late")?,
+        row.try_get("content_sha256")?,
+        row.try_get("legacy_content")?,
+    )?;
     let revision = answer.revision.get();
-    let on_time = match rules::decide_save(stored, revision, late) {
+    let digest = Digest::of(&answer.content);
+    let on_time = match rules::decide_save(stored, revision, digest, late) {
+        SaveDecision::Conflict => {
+            return Err(rules::reject_error(invigil_protocol::RejectCode::Conflict));
+        }
         SaveDecision::Keep { revision, late } => {
             return Ok(SaveAck {
                 question_id: answer.question_id.clone(),
@@ -1533,14 +1543,15 @@ async fn save_answer_op(
         OnTimeAction::Unchanged => 2,
     };
     sqlx::query(
-        "INSERT INTO answers (evaluation_id, user_id, question_id, revision, content, saved_at, late)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO answers (evaluation_id, user_id, question_id, revision, content, saved_at, late, content_sha256)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $9)
          ON CONFLICT (evaluation_id, user_id, question_id) DO UPDATE SET
            on_time_revision = CASE $8 WHEN 1 THEN answers.revision WHEN 2 THEN answers.on_time_revision END,
            on_time_content = CASE $8 WHEN 1 THEN answers.content WHEN 2 THEN answers.on_time_content END,
            on_time_saved_at = CASE $8 WHEN 1 THEN answers.saved_at WHEN 2 THEN answers.on_time_saved_at END,
            revision = excluded.revision, content = excluded.content,
-           saved_at = excluded.saved_at, late = excluded.late, source = NULL
+           saved_at = excluded.saved_at, late = excluded.late, source = NULL,
+           content_sha256 = excluded.content_sha256
          WHERE answers.revision < excluded.revision",
     )
     .bind(&answer.evaluation_id)
@@ -1551,6 +1562,7 @@ async fn save_answer_op(
     .bind(now.unix_ms())
     .bind(late)
     .bind(action)
+    .bind(digest.as_bytes())
     .execute(&mut *conn)
     .await?;
     if late {

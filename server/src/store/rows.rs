@@ -1,7 +1,7 @@
 //! Reading stored values back into domain values, shared by every engine: times kept as
 //! milliseconds since the epoch, and the text forms of roles, phases, statuses and access modes.
 
-use super::rules::Stored;
+use super::rules::{Digest, Stored};
 use crate::error::{Error, Result};
 use invigil_protocol::{Access, BlockedReason, ParticipationStatus, Phase, Role, Timestamp};
 
@@ -16,19 +16,39 @@ pub fn opt_ts(ms: Option<i64>) -> Result<Option<Timestamp>> {
     ms.map(ts).transpose()
 }
 
-/// A stored answer's revision and late mark, read beside other columns of a row (both null
-/// when no answer is stored).
-pub fn stored(revision: Option<i64>, late: Option<bool>) -> Result<Option<Stored>> {
-    match (revision, late) {
-        (None, _) => Ok(None),
-        (Some(revision), Some(late)) => Ok(Some(Stored {
-            revision: revision as u64,
-            late,
-        })),
-        (Some(revision), None) => Err(Error::internal(format!(
+/// A stored answer's revision, late mark and content digest, read beside other columns of a row
+/// (all null when no answer is stored). An answer stored before digests were kept has none: its
+/// content (`legacy_content`, selected only then) is digested instead.
+pub fn stored(
+    revision: Option<i64>,
+    late: Option<bool>,
+    digest: Option<Vec<u8>>,
+    legacy_content: Option<String>,
+) -> Result<Option<Stored>> {
+    let Some(revision) = revision else {
+        return Ok(None);
+    };
+    let late = late.ok_or_else(|| {
+        Error::internal(format!(
             "stored answer revision {revision} has no late mark"
-        ))),
-    }
+        ))
+    })?;
+    let digest = match (digest, legacy_content) {
+        (Some(bytes), _) => Digest(bytes.try_into().map_err(|bytes: Vec<u8>| {
+            Error::internal(format!("a stored content digest has {} bytes", bytes.len()))
+        })?),
+        (None, Some(content)) => Digest::of(&content),
+        (None, None) => {
+            return Err(Error::internal(format!(
+                "stored answer revision {revision} has neither a digest nor its content"
+            )));
+        }
+    };
+    Ok(Some(Stored {
+        revision: revision as u64,
+        late,
+        digest,
+    }))
 }
 
 /// A stored role.
@@ -75,17 +95,30 @@ mod tests {
 
     #[test]
     fn a_stored_answer_is_its_revision_with_its_late_mark_and_none_without_a_revision() {
+        let digest = Digest::of("text");
         assert_eq!(
-            stored(Some(3), Some(true)).unwrap(),
+            stored(Some(3), Some(true), Some(digest.0.to_vec()), None).unwrap(),
             Some(Stored {
                 revision: 3,
-                late: true
+                late: true,
+                digest
             })
         );
-        assert_eq!(stored(None, None).unwrap(), None);
+        assert_eq!(stored(None, None, None, None).unwrap(), None);
         assert!(
-            stored(Some(3), None).is_err(),
+            stored(Some(3), None, Some(digest.0.to_vec()), None).is_err(),
             "a revision needs its late mark"
         );
+    }
+
+    #[test]
+    fn an_answer_stored_before_digests_is_digested_from_its_content() {
+        assert_eq!(
+            stored(Some(3), Some(false), None, Some("text".into()))
+                .unwrap()
+                .map(|s| s.digest),
+            Some(Digest::of("text"))
+        );
+        assert!(stored(Some(3), Some(false), Some(vec![1, 2]), None).is_err());
     }
 }

@@ -7,6 +7,33 @@ use invigil_protocol::{
     RejectCode, Role, Timestamp, User,
 };
 
+/// The SHA-256 of an answer's content: what the conflict rule compares, so that a save is judged
+/// without reading the stored text back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The digest of `content`.
+    pub fn of(content: &str) -> Self {
+        use sha2::Digest as _;
+        Self(sha2::Sha256::digest(content.as_bytes()).into())
+    }
+
+    /// The bytes to store.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for byte in &self.0[..6] {
+            write!(f, "{byte:02x}")?;
+        }
+        f.write_str("…")
+    }
+}
+
 /// The answer stored now, as far as the rules need it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stored {
@@ -14,6 +41,8 @@ pub struct Stored {
     pub revision: u64,
     /// Whether it is late.
     pub late: bool,
+    /// Its content's digest.
+    pub digest: Digest,
 }
 
 /// What happens to the kept on-time revision when a save is written.
@@ -44,6 +73,9 @@ pub enum SaveDecision {
         /// What becomes of the kept on-time revision.
         on_time: OnTimeAction,
     },
+    /// The stored answer has this revision with other content: refuse the save with `conflict`
+    /// and change nothing (v2, "Answers: conflicts").
+    Conflict,
 }
 
 /// Whether a save at `now` is late: after the end, or outside the running phase.
@@ -51,10 +83,17 @@ pub fn is_late(phase: Phase, ends_at: Option<Timestamp>, now: Timestamp) -> bool
     phase != Phase::InProgress || ends_at.is_some_and(|end| now > end)
 }
 
-/// Idempotency and the late rule: a save not newer than the stored one changes nothing; a late
-/// save never replaces the last on-time one, which is kept beside it.
-pub fn decide_save(stored: Option<Stored>, revision: u64, late: bool) -> SaveDecision {
+/// Idempotency, conflicts and the late rule: a save of the stored revision with other content is
+/// a conflict; any other save not newer than the stored one changes nothing; a late save never
+/// replaces the last on-time one, which is kept beside it.
+pub fn decide_save(
+    stored: Option<Stored>,
+    revision: u64,
+    digest: Digest,
+    late: bool,
+) -> SaveDecision {
     match stored {
+        Some(s) if revision == s.revision && digest != s.digest => SaveDecision::Conflict,
         Some(s) if revision <= s.revision => SaveDecision::Keep {
             revision: s.revision,
             late: s.late,
@@ -118,7 +157,8 @@ pub fn reject_error(code: RejectCode) -> Error {
         RejectCode::NotFound => Error::not_found("There is no such question in this evaluation."),
         RejectCode::BadRequest => Error::bad_request("The save is malformed."),
         RejectCode::Conflict => Error::conflict(
-            "The server holds this revision with other content; save your text above it.",
+            "The server holds this revision of the answer with other content; save your text \
+             under a higher revision.",
         ),
     }
 }
@@ -302,7 +342,32 @@ mod tests {
     use super::*;
 
     fn stored(revision: u64, late: bool) -> Option<Stored> {
-        Some(Stored { revision, late })
+        Some(Stored {
+            revision,
+            late,
+            digest: Digest::of("stored"),
+        })
+    }
+
+    /// `decide_save` for a save whose content is not the stored one's.
+    fn decide_save(stored: Option<Stored>, revision: u64, late: bool) -> SaveDecision {
+        super::decide_save(stored, revision, Digest::of("sent"), late)
+    }
+
+    #[test]
+    fn the_stored_revision_with_other_content_is_a_conflict_and_with_the_same_content_is_kept() {
+        let stored = stored(5, false);
+        assert_eq!(
+            super::decide_save(stored, 5, Digest::of("sent"), false),
+            SaveDecision::Conflict
+        );
+        assert_eq!(
+            super::decide_save(stored, 5, Digest::of("stored"), true),
+            SaveDecision::Keep {
+                revision: 5,
+                late: false
+            }
+        );
     }
 
     #[test]
@@ -311,7 +376,10 @@ mod tests {
             revision: 5,
             late: false,
         };
-        assert_eq!(decide_save(stored(5, false), 5, false), keep);
+        assert_eq!(
+            super::decide_save(stored(5, false), 5, Digest::of("stored"), false),
+            keep
+        );
         assert_eq!(decide_save(stored(5, false), 3, true), keep);
     }
 

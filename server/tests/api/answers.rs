@@ -153,13 +153,13 @@ async fn a_participating_student_saves_an_answer_and_reads_it_back() {
 }
 
 #[tokio::test]
-async fn saving_the_same_revision_again_changes_nothing() {
+async fn saving_the_same_revision_with_the_same_content_again_changes_nothing() {
     let mut app = TestApp::spawn().await;
     let (_prof, alice, evaluation) = sitting(&mut app).await;
     saved(&app, &alice, &evaluation, "q1", 4, "first").await;
     let before = answer(&app, &alice, &evaluation, "q1").await;
 
-    let (status, ack) = save(&app, &alice, &evaluation, "q1", 4, "second").await;
+    let (status, ack) = save(&app, &alice, &evaluation, "q1", 4, "first").await;
 
     assert_eq!(status, StatusCode::OK, "{ack}");
     assert_eq!(
@@ -167,6 +167,51 @@ async fn saving_the_same_revision_again_changes_nothing() {
         json!({"question_id": "q1", "revision": 4, "late": false})
     );
     assert_eq!(answer(&app, &alice, &evaluation, "q1").await, before);
+}
+
+#[tokio::test]
+async fn saving_the_stored_revision_with_other_content_is_a_conflict_and_changes_nothing() {
+    let mut app = TestApp::spawn().await;
+    let (_prof, alice, evaluation) = sitting(&mut app).await;
+    saved(&app, &alice, &evaluation, "q1", 4, "first").await;
+    let before = answer(&app, &alice, &evaluation, "q1").await;
+
+    let (status, body) = save(&app, &alice, &evaluation, "q1", 4, "second").await;
+
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(code(&body), "conflict");
+    assert_eq!(answer(&app, &alice, &evaluation, "q1").await, before);
+    // The next revision is stored as usual.
+    saved(&app, &alice, &evaluation, "q1", 5, "second").await;
+}
+
+#[tokio::test]
+async fn a_conflict_is_judged_against_the_latest_stored_revision_not_a_kept_on_time_one() {
+    let mut app = TestApp::spawn().await;
+    let (prof, alice, evaluation) = sitting(&mut app).await;
+    saved(&app, &alice, &evaluation, "q1", 1, "on time").await;
+    set_ends_at(&app, &prof, &evaluation, json!(PAST)).await;
+    saved_late(&app, &alice, &evaluation, "q1", 2, "late").await;
+
+    // Revision 1 (kept on time) with other content is older than the stored one: acknowledged
+    // with the stored revision, as any stale save.
+    let (status, ack) = save(&app, &alice, &evaluation, "q1", 1, "rewritten").await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    assert_eq!(
+        ack,
+        json!({"question_id": "q1", "revision": 2, "late": true})
+    );
+    // Revision 2 with other content is a conflict; with its own content, acknowledged.
+    let (status, body) = save(&app, &alice, &evaluation, "q1", 2, "rewritten").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, ack) = save(&app, &alice, &evaluation, "q1", 2, "late").await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    let stored = answer(&app, &alice, &evaluation, "q1").await;
+    assert_eq!(
+        (stored["revision"].clone(), stored["content"].clone()),
+        (json!(2), json!("late"))
+    );
+    assert_eq!(stored["on_time"]["content"], "on time");
 }
 
 #[tokio::test]
@@ -484,6 +529,80 @@ async fn a_late_save_over_the_socket_is_acknowledged_as_late() {
             }
         ),
         "{ack:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_save_over_the_socket_of_the_stored_revision_with_other_content_is_rejected_as_a_conflict()
+ {
+    let mut app = TestApp::spawn().await;
+    let (_prof, alice, evaluation) = sitting(&mut app).await;
+    saved(&app, &alice, &evaluation, "q1", 3, "typed on the laptop").await;
+    let before = answer(&app, &alice, &evaluation, "q1").await;
+    let (mut socket, _) = app.socket_ready(&alice).await;
+
+    socket
+        .save(&evaluation.id, "q1", 3, "typed on the tablet")
+        .await;
+    let refused = socket.ack("q1").await;
+    // The same revision with the stored content is acknowledged as before.
+    socket
+        .save(&evaluation.id, "q1", 3, "typed on the laptop")
+        .await;
+    let acknowledged = socket.ack("q1").await;
+
+    assert_eq!(
+        refused,
+        ServerMessage::AnswerRejected {
+            evaluation_id: evaluation.id.clone(),
+            question_id: "q1".into(),
+            revision: 3,
+            code: RejectCode::Conflict,
+        }
+    );
+    assert_eq!(
+        acknowledged,
+        ServerMessage::AnswerAck {
+            evaluation_id: evaluation.id.clone(),
+            question_id: "q1".into(),
+            revision: 3,
+            late: false,
+        }
+    );
+    assert_eq!(answer(&app, &alice, &evaluation, "q1").await, before);
+}
+
+#[tokio::test]
+async fn pipelined_saves_of_one_revision_with_two_contents_store_the_first_and_refuse_the_second() {
+    let mut app = TestApp::spawn().await;
+    let (_prof, alice, evaluation) = sitting(&mut app).await;
+    let (mut socket, _) = app.socket_ready(&alice).await;
+
+    // Both reach the server before either is acknowledged: they are judged in arrival order
+    // (on SQLite, in one run of the writer's batch).
+    socket.save(&evaluation.id, "q2", 1, "first").await;
+    socket.save(&evaluation.id, "q2", 1, "second").await;
+    let first = socket.ack("q2").await;
+    let second = socket.ack("q2").await;
+
+    assert!(
+        matches!(first, ServerMessage::AnswerAck { revision: 1, .. }),
+        "{first:?}"
+    );
+    assert!(
+        matches!(
+            second,
+            ServerMessage::AnswerRejected {
+                revision: 1,
+                code: RejectCode::Conflict,
+                ..
+            }
+        ),
+        "{second:?}"
+    );
+    assert_eq!(
+        answer(&app, &alice, &evaluation, "q2").await["content"],
+        "first"
     );
 }
 

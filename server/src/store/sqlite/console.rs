@@ -7,8 +7,9 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::live::event::{Audience, EvaluationEvent, Event, ParticipantEvent};
+use crate::store::rows::stored;
 use crate::store::rows::{blocked_reason, phase, status, ts};
-use crate::store::rules::{self, OnTimeAction, Stored};
+use crate::store::rules::{self, Digest, OnTimeAction};
 use crate::store::{
     AnswerImport, AnswerRecord, EvaluationEdit, EvaluationRecord, NewAccount,
     SESSION_IDLE_LIMIT_MS, imports,
@@ -361,20 +362,24 @@ impl SqliteStore {
                     }
                     let edited_at = answer.edited_at.min(now);
                     let late = imports::late_when_written(&history, evaluation.phase, evaluation.ends_at, edited_at);
-                    let stored = sqlx::query(
-                        "SELECT revision, late FROM answers WHERE evaluation_id = ?1 AND user_id = ?2 AND question_id = ?3",
+                    let row = sqlx::query(
+                        "SELECT revision, late, content_sha256,
+                            CASE WHEN content_sha256 IS NULL THEN content END AS legacy_content
+                         FROM answers WHERE evaluation_id = ?1 AND user_id = ?2 AND question_id = ?3",
                     )
                     .bind(&id)
                     .bind(&student.id)
                     .bind(&answer.question_id)
                     .fetch_optional(&mut *conn)
-                    .await?
-                    .map(|r| -> Result<Stored> {
-                        Ok(Stored { revision: r.try_get::<i64, _>("revision")? as u64, late: r.try_get("late")? })
-                    })
-                    .transpose()?;
+                    .await?;
+                    let stored = match row {
+                        Some(r) => stored(r.try_get("revision")?, r.try_get("late")?,
+                            r.try_get("content_sha256")?, r.try_get("legacy_content")?)?,
+                        None => None,
+                    };
                     let revision = answer.revision.get();
-                    let on_time = match imports::decide(stored, revision, late) {
+                    let digest = Digest::of(&answer.content);
+                    let on_time = match imports::decide(stored, revision, digest, late) {
                         imports::ImportDecision::Skip(reason) => {
                             report.skipped.push(skip(answer, reason));
                             continue;
@@ -387,14 +392,15 @@ impl SqliteStore {
                         OnTimeAction::Unchanged => 2,
                     };
                     sqlx::query(
-                        "INSERT INTO answers (evaluation_id, user_id, question_id, revision, content, saved_at, late, source)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9)
+                        "INSERT INTO answers (evaluation_id, user_id, question_id, revision, content, saved_at, late, source, content_sha256)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9, ?10)
                          ON CONFLICT (evaluation_id, user_id, question_id) DO UPDATE SET
                            on_time_revision = CASE ?8 WHEN 1 THEN answers.revision WHEN 2 THEN answers.on_time_revision END,
                            on_time_content = CASE ?8 WHEN 1 THEN answers.content WHEN 2 THEN answers.on_time_content END,
                            on_time_saved_at = CASE ?8 WHEN 1 THEN answers.saved_at WHEN 2 THEN answers.on_time_saved_at END,
                            revision = excluded.revision, content = excluded.content,
-                           saved_at = excluded.saved_at, late = excluded.late, source = excluded.source",
+                           saved_at = excluded.saved_at, late = excluded.late, source = excluded.source,
+                           content_sha256 = excluded.content_sha256",
                     )
                     .bind(&id)
                     .bind(&student.id)
@@ -405,6 +411,7 @@ impl SqliteStore {
                     .bind(late)
                     .bind(action)
                     .bind(&source)
+                    .bind(digest.as_bytes())
                     .execute(&mut *conn)
                     .await?;
                     let detail = imports::audit_detail(&answer.question_id, revision, late, edited_at, &source);

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::live::event::{Event, ParticipantEvent};
 use crate::store::NewAnswer;
 use crate::store::rows::{access, opt_ts, phase, status, stored};
-use crate::store::rules::{self, SaveDecision, Stored};
+use crate::store::rules::{self, Digest, SaveDecision, Stored};
 use futures_util::future::BoxFuture;
 use invigil_protocol::{Access, AuditKind, Phase, Question, SaveAck, Timestamp, User};
 use sqlx::Row;
@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 /// Rows per statement, largest first. A run is cut into pieces of these sizes so that every
 /// statement is one of a few, prepared once and cached: preparing a statement of a thousand rows
 /// anew for every batch took a fifth of the writer's time. (SQLite takes at most 32,766 bound
-/// values; a written answer binds 7.)
+/// values; a written answer binds 8.)
 const PIECES: [usize; 5] = [256, 64, 16, 4, 1];
 
 /// Cuts `items` into consecutive pieces of the sizes of [`PIECES`], largest first.
@@ -140,6 +140,10 @@ async fn apply(
     // What is stored for each (evaluation, student, question) as the saves before left it.
     let mut current: HashMap<(&str, &str, &str), Option<Stored>> = HashMap::new();
     let mut results = Vec::with_capacity(saves.len());
+    let digests: Vec<Digest> = saves
+        .iter()
+        .map(|s| Digest::of(&s.answer.content))
+        .collect();
     let mut writes: Vec<(usize, bool)> = Vec::new();
     // Participants whose board row changes (a first answer, or late becoming on time or back).
     let mut changed: Vec<(&str, &str, &str)> = Vec::new();
@@ -167,11 +171,25 @@ async fn apply(
         );
         let stored = *current.entry(key).or_insert(prior.stored);
         let revision = answer.revision.get();
-        let (revision, late) = match rules::decide_save(stored, revision, late) {
+        let digest = digests[i];
+        let (revision, late) = match rules::decide_save(stored, revision, digest, late) {
+            SaveDecision::Conflict => {
+                results.push(Err(rules::reject_error(
+                    invigil_protocol::RejectCode::Conflict,
+                )));
+                continue;
+            }
             SaveDecision::Keep { revision, late } => (revision, late),
             SaveDecision::Write { late, .. } => {
                 writes.push((i, late));
-                current.insert(key, Some(Stored { revision, late }));
+                current.insert(
+                    key,
+                    Some(Stored {
+                        revision,
+                        late,
+                        digest,
+                    }),
+                );
                 let pair = (key.0, key.1, evaluation.owner_id.as_str());
                 if stored.is_none_or(|s| s.late != late) && !changed.contains(&pair) {
                     changed.push(pair);
@@ -185,7 +203,7 @@ async fn apply(
             late,
         }));
     }
-    write(conn, saves, &writes, now).await?;
+    write(conn, saves, &digests, &writes, now).await?;
     for &(i, late) in &writes {
         if late {
             let (save, answer) = (&saves[i], &saves[i].answer);
@@ -267,7 +285,8 @@ async fn priors(conn: &mut SqliteConnection, saves: &[SaveJob]) -> Result<Vec<Pr
             "WITH req(idx, eid, uid, qid) AS (VALUES {values})
              SELECT req.idx,
                 EXISTS (SELECT 1 FROM access_list al WHERE al.evaluation_id = req.eid AND al.user_id = req.uid) AS on_list,
-                p.status, a.revision, a.late
+                p.status, a.revision, a.late, a.content_sha256,
+                CASE WHEN a.content_sha256 IS NULL THEN a.content END AS legacy_content
              FROM req
              LEFT JOIN participations p ON p.evaluation_id = req.eid AND p.user_id = req.uid
              LEFT JOIN answers a ON a.evaluation_id = req.eid AND a.user_id = req.uid AND a.question_id = req.qid
@@ -282,7 +301,12 @@ async fn priors(conn: &mut SqliteConnection, saves: &[SaveJob]) -> Result<Vec<Pr
                 .bind(&save.answer.question_id);
         }
         for row in query.fetch_all(&mut *conn).await? {
-            let stored = stored(row.try_get("revision")?, row.try_get("late")?)?;
+            let stored = stored(
+                row.try_get("revision")?,
+                row.try_get("late")?,
+                row.try_get("content_sha256")?,
+                row.try_get("legacy_content")?,
+            )?;
             priors.push(Prior {
                 on_list: row.try_get("on_list")?,
                 status: row.try_get("status")?,
@@ -305,20 +329,22 @@ async fn priors(conn: &mut SqliteConnection, saves: &[SaveJob]) -> Result<Vec<Pr
 async fn write(
     conn: &mut SqliteConnection,
     saves: &[SaveJob],
+    digests: &[Digest],
     writes: &[(usize, bool)],
     now: Timestamp,
 ) -> Result<()> {
     for chunk in pieces(writes) {
-        let values = repeated("(?, ?, ?, ?, ?, ?, ?)", chunk.len());
+        let values = repeated("(?, ?, ?, ?, ?, ?, ?, ?)", chunk.len());
         let sql = format!(
-            "INSERT INTO answers (evaluation_id, user_id, question_id, revision, content, saved_at, late)
+            "INSERT INTO answers (evaluation_id, user_id, question_id, revision, content, saved_at, late, content_sha256)
              VALUES {values}
              ON CONFLICT (evaluation_id, user_id, question_id) DO UPDATE SET
                on_time_revision = CASE WHEN excluded.late = 0 THEN NULL WHEN answers.late = 1 THEN answers.on_time_revision ELSE answers.revision END,
                on_time_content = CASE WHEN excluded.late = 0 THEN NULL WHEN answers.late = 1 THEN answers.on_time_content ELSE answers.content END,
                on_time_saved_at = CASE WHEN excluded.late = 0 THEN NULL WHEN answers.late = 1 THEN answers.on_time_saved_at ELSE answers.saved_at END,
                revision = excluded.revision, content = excluded.content,
-               saved_at = excluded.saved_at, late = excluded.late, source = NULL"
+               saved_at = excluded.saved_at, late = excluded.late, source = NULL,
+               content_sha256 = excluded.content_sha256"
         );
         let mut query = sqlx::query(&sql);
         for &(i, late) in chunk {
@@ -330,7 +356,8 @@ async fn write(
                 .bind(answer.revision.get() as i64)
                 .bind(&answer.content)
                 .bind(now.unix_ms())
-                .bind(late);
+                .bind(late)
+                .bind(digests[i].as_bytes());
         }
         query.execute(&mut *conn).await?;
     }
