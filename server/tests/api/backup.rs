@@ -11,13 +11,22 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Output;
 use tokio::sync::watch;
 
-/// Runs `invigil-server ARGS` to its end.
-async fn command(args: &[&str]) -> Output {
+/// What a command printed, and whether it succeeded.
+struct Ran {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `invigil-server TASK --database DATABASE FILE` to its end.
+async fn run(task: &str, database: &str, file: &Path) -> Ran {
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_invigil-server"))
-        .args(args)
+        .arg(task)
+        .arg("--database")
+        .arg(database)
+        .arg(file)
         .env_remove("INVIGIL_DATABASE_URL")
         .env_remove("INVIGIL_BOOTSTRAP_ADMIN")
         .stdin(std::process::Stdio::null())
@@ -26,14 +35,15 @@ async fn command(args: &[&str]) -> Output {
         .kill_on_drop(true)
         .spawn()
         .expect("the command starts");
-    tokio::time::timeout(WAIT, child.wait_with_output())
+    let out = tokio::time::timeout(WAIT, child.wait_with_output())
         .await
         .expect("the command ends in time")
-        .expect("its output")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+        .expect("its output");
+    Ran {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 /// What a save writes: distinct for every student, question and revision.
@@ -181,20 +191,10 @@ async fn a_backup_during_saves_holds_every_answer_acknowledged_before_it_and_res
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("exam.backup");
     let before = progress.borrow().clone();
-    let backup = command(&[
-        "backup",
-        "--database",
-        &app.database_url(),
-        file.to_str().unwrap(),
-    ])
-    .await;
+    let backup = run("backup", &app.database_url(), &file).await;
     let at_end = progress.borrow().count;
-    assert!(
-        backup.status.success(),
-        "backup failed: {}",
-        text(&backup.stderr)
-    );
-    let report = text(&backup.stdout);
+    assert!(backup.ok, "backup failed: {}", backup.stderr);
+    let report = backup.stdout;
     assert!(report.contains("integrity ok"), "{report}");
     assert!(
         report.lines().any(|l| l.starts_with("answers\t")),
@@ -216,19 +216,9 @@ async fn a_backup_during_saves_holds_every_answer_acknowledged_before_it_and_res
     }
 
     // Restoring onto the database the server is using is refused, and changes nothing.
-    let refused = command(&[
-        "restore",
-        "--database",
-        &app.database_url(),
-        file.to_str().unwrap(),
-    ])
-    .await;
-    assert!(!refused.status.success(), "restore onto a live database");
-    assert!(
-        text(&refused.stderr).contains("is in use"),
-        "{}",
-        text(&refused.stderr)
-    );
+    let refused = run("restore", &app.database_url(), &file).await;
+    assert!(!refused.ok, "restore onto a live database");
+    assert!(refused.stderr.contains("is in use"), "{}", refused.stderr);
     stop.send_replace(true);
     for saver in savers {
         tokio::time::timeout(WAIT, saver)
@@ -252,18 +242,8 @@ async fn a_backup_during_saves_holds_every_answer_acknowledged_before_it_and_res
     // server then serves every answer acknowledged before the backup.
     let mut copy = TestApp::spawn_on(None, Options::default()).await;
     assert!(copy.terminate().await, "the second server stops cleanly");
-    let restored = command(&[
-        "restore",
-        "--database",
-        &copy.database_url(),
-        file.to_str().unwrap(),
-    ])
-    .await;
-    assert!(
-        restored.status.success(),
-        "restore failed: {}",
-        text(&restored.stderr)
-    );
+    let restored = run("restore", &copy.database_url(), &file).await;
+    assert!(restored.ok, "restore failed: {}", restored.stderr);
     copy.restart().await;
     // The professor's session was stored before the backup: it goes on working on the copy.
     for name in STUDENTS {
@@ -291,43 +271,25 @@ async fn restore_refuses_what_is_not_a_backup_and_replaces_an_unreadable_databas
     app.create_user("dora", STUDENT).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("good.backup");
-    let backup = command(&[
-        "backup",
-        "--database",
-        &app.database_url(),
-        file.to_str().unwrap(),
-    ])
-    .await;
-    assert!(backup.status.success(), "{}", text(&backup.stderr));
+    let backup = run("backup", &app.database_url(), &file).await;
+    assert!(backup.ok, "{}", backup.stderr);
     assert!(app.terminate().await);
 
     // The database itself is never a backup's destination.
-    let over_itself = command(&[
-        "backup",
-        "--database",
-        &app.database_url(),
-        app.db_path().to_str().unwrap(),
-    ])
-    .await;
-    assert!(!over_itself.status.success());
-    assert!(text(&over_itself.stderr).contains("the database itself"));
+    let over_itself = run("backup", &app.database_url(), &app.db_path()).await;
+    assert!(!over_itself.ok);
+    assert!(over_itself.stderr.contains("the database itself"));
 
     // Not a database: refused, the database untouched.
     let garbage = dir.path().join("garbage.backup");
     std::fs::write(&garbage, vec![7u8; 8192]).unwrap();
     let before = std::fs::read(app.db_path()).unwrap();
-    let refused = command(&[
-        "restore",
-        "--database",
-        &app.database_url(),
-        garbage.to_str().unwrap(),
-    ])
-    .await;
-    assert!(!refused.status.success());
+    let refused = run("restore", &app.database_url(), &garbage).await;
+    assert!(!refused.ok);
     assert!(
-        text(&refused.stderr).contains("is not a usable backup"),
+        refused.stderr.contains("is not a usable backup"),
         "{}",
-        text(&refused.stderr)
+        refused.stderr
     );
     assert_eq!(std::fs::read(app.db_path()).unwrap(), before);
 
@@ -345,31 +307,19 @@ async fn restore_refuses_what_is_not_a_backup_and_replaces_an_unreadable_databas
             .unwrap();
         conn.close().await.unwrap();
     }
-    let refused = command(&[
-        "restore",
-        "--database",
-        &app.database_url(),
-        foreign.to_str().unwrap(),
-    ])
-    .await;
-    assert!(!refused.status.success());
+    let refused = run("restore", &app.database_url(), &foreign).await;
+    assert!(!refused.ok);
     assert!(
-        text(&refused.stderr).contains("not an invigil database"),
+        refused.stderr.contains("not an invigil database"),
         "{}",
-        text(&refused.stderr)
+        refused.stderr
     );
 
     // The database destroyed: the backup replaces it, and the server serves it.
     std::fs::write(app.db_path(), b"this is no longer a database").unwrap();
-    let restored = command(&[
-        "restore",
-        "--database",
-        &app.database_url(),
-        file.to_str().unwrap(),
-    ])
-    .await;
-    assert!(restored.status.success(), "{}", text(&restored.stderr));
-    assert!(text(&restored.stdout).contains("users\t"));
+    let restored = run("restore", &app.database_url(), &file).await;
+    assert!(restored.ok, "{}", restored.stderr);
+    assert!(restored.stdout.contains("users\t"));
     app.restart().await;
     app.login("dora", PASSWORD).await;
     assert!(!leftovers(app.db_path().parent().unwrap()));
@@ -388,17 +338,17 @@ fn leftovers(dir: &Path) -> bool {
 #[tokio::test]
 async fn on_postgresql_backup_and_restore_say_how_with_pg_dump_and_pg_restore() {
     let url = "postgres://invigil@127.0.0.1:1/exams";
-    let backup = command(&["backup", "--database", url, "exams.dump"]).await;
-    assert!(!backup.status.success());
-    let said = text(&backup.stderr);
+    let backup = run("backup", url, Path::new("exams.dump")).await;
+    assert!(!backup.ok);
+    let said = backup.stderr;
     assert!(
         said.contains("pg_dump --format=custom --file=exams.dump"),
         "{said}"
     );
     assert!(!said.contains("127.0.0.1:1"), "the URL is not echoed");
 
-    let restore = command(&["restore", "--database", url, "exams.dump"]).await;
-    assert!(!restore.status.success());
-    let said = text(&restore.stderr);
+    let restore = run("restore", url, Path::new("exams.dump")).await;
+    assert!(!restore.ok);
+    let said = restore.stderr;
     assert!(said.contains("pg_restore --clean --if-exists"), "{said}");
 }
