@@ -135,15 +135,20 @@ pub async fn restore(database: &DatabaseUrl, args: RestoreArgs) -> anyhow::Resul
 
 /// Refuses a `file` that is the database itself or one of its companion files.
 fn refuse_database_files(database: &Path, file: &Path, action: &str) -> anyhow::Result<()> {
-    let Ok(database) = fs::canonicalize(database) else {
-        return Ok(());
+    // Compared by their folders' real paths, so that files that do not exist yet (a `-wal` file
+    // while no server runs) are recognised too.
+    let resolve = |path: &Path| -> Option<PathBuf> {
+        Some(fs::canonicalize(parent(path)).ok()?.join(path.file_name()?))
     };
-    let Ok(file) = fs::canonicalize(file) else {
+    let (Some(database), Some(file)) = (resolve(database), resolve(file)) else {
         return Ok(());
     };
     let companions = ["", "-wal", "-shm", "-journal"].map(|s| with_suffix(&database, s));
     if companions.contains(&file) {
-        bail!("will not {action} the database itself ({})", file.display());
+        bail!(
+            "will not {action} the database itself or its log ({})",
+            file.display()
+        );
     }
     Ok(())
 }

@@ -276,9 +276,18 @@ async fn restore_refuses_what_is_not_a_backup_and_replaces_an_unreadable_databas
     assert!(app.terminate().await);
 
     // The database itself is never a backup's destination.
-    let over_itself = run("backup", &app.database_url(), &app.db_path()).await;
-    assert!(!over_itself.ok);
-    assert!(over_itself.stderr.contains("the database itself"));
+    let mut log = app.db_path().into_os_string();
+    log.push("-wal");
+    for destination in [app.db_path(), log.into()] {
+        let over_itself = run("backup", &app.database_url(), &destination).await;
+        assert!(!over_itself.ok, "a backup onto {}", destination.display());
+        assert!(
+            over_itself.stderr.contains("the database itself"),
+            "{}",
+            over_itself.stderr
+        );
+        assert!(!leftovers(app.db_path().parent().unwrap()));
+    }
 
     // Not a database: refused, the database untouched.
     let garbage = dir.path().join("garbage.backup");
