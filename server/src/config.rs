@@ -28,6 +28,10 @@ pub enum Command {
     /// Evaluations: list, export answers or the audit log as CSV, unblock, import answer files.
     #[command(subcommand)]
     Evaluations(crate::cli::EvaluationsCommand),
+    /// Write a consistent copy of a live SQLite database to FILE while the server goes on saving.
+    Backup(crate::backup::BackupArgs),
+    /// Replace a SQLite database with a backup; refuses while a server has it open.
+    Restore(crate::backup::RestoreArgs),
 }
 
 /// How the server runs.

@@ -7,6 +7,7 @@
 //! main.rs       parse configuration, start tracing, call server::run
 //! config        flags and environment variables (one typed struct)
 //! cli           administration subcommands (users, evaluations) on the database, for scripts
+//! backup        backup and restore of a SQLite database, safe while the server runs
 //! console       the staff console (ui/console/), embedded, served at /
 //! server        bind (listen backlog 4096), run, graceful shutdown
 //! app           AppState and the router
@@ -28,6 +29,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod console;

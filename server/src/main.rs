@@ -34,6 +34,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Evaluations(command) => {
             invigil_server::cli::evaluations(&cli.serve.database, command).await
         }
+        Command::Backup(args) => invigil_server::backup::backup(&cli.serve.database, args).await,
+        Command::Restore(args) => invigil_server::backup::restore(&cli.serve.database, args).await,
     }
 }
 

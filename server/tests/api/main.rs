@@ -7,6 +7,7 @@ mod helpers;
 
 mod accounts;
 mod answers;
+mod backup;
 mod cluster;
 mod console;
 mod durability;
