@@ -4,8 +4,11 @@
 //! Honest by construction: nothing is `enforced` that the app does not do. Switching windows
 //! (Alt-Tab) cannot be prevented by a Tauri app on any platform, so `report_focus` reports and
 //! says so; a display cannot be switched off, so `single_display` is `detect_only`; a Wayland
-//! compositor ignores always-on-top, so fullscreen there is `detect_only`. What is unavailable is
-//! never the student's fault, and the student sees the same list as the professor.
+//! compositor ignores always-on-top, so fullscreen there is `detect_only`. Under X11 the window
+//! manager's answer to always-on-top cannot be read back (GTK 3 does not report it): fullscreen
+//! is `enforced` once the window manager is seen to grant fullscreen, which it is asked for
+//! through the same standard (EWMH `_NET_WM_STATE`). What is unavailable is never the student's
+//! fault, and the student sees the same list as the professor.
 
 use crate::proctor::fullscreen::NotHeld;
 use crate::proctor::signal::clip;
@@ -29,6 +32,12 @@ pub enum WindowSystem {
 }
 
 impl WindowSystem {
+    /// Whether `is_always_on_top()` reports what the window system really does (see
+    /// `fullscreen.rs`: GTK 3 on X11 does not).
+    pub(crate) fn reports_always_on_top(self) -> bool {
+        matches!(self, WindowSystem::Windows | WindowSystem::MacOs)
+    }
+
     /// This computer's.
     pub fn detect() -> Self {
         Self::from_env(std::env::consts::OS, |name| std::env::var(name).ok())
@@ -110,7 +119,8 @@ pub(crate) struct Observed {
     pub(crate) system: WindowSystem,
     /// Why fullscreen is not held, if it was asked for and is not.
     pub(crate) fullscreen_not_held: Option<NotHeld>,
-    /// What `is_always_on_top()` said while fullscreen (`None`: never seen fullscreen).
+    /// Whether the window is kept above the others, where the platform can tell (`None`: it
+    /// cannot, or the window was never fullscreen).
     pub(crate) always_on_top: Option<bool>,
     /// Whether the list of displays could be read.
     pub(crate) monitors_readable: bool,

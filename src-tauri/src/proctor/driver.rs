@@ -150,7 +150,11 @@ impl Driver {
                     self.window.set_always_on_top(on);
                     None
                 }
-                Effect::Probe => Some(Input::Probe(self.window.probe())),
+                Effect::Probe => {
+                    let probe = self.window.probe();
+                    tracing::debug!(?probe, "looked at the window");
+                    Some(Input::Probe(probe))
+                }
                 Effect::ReadMonitors => Some(Input::Monitors(self.window.monitors())),
             };
             if let (Some(input), Some(session)) = (answer, &mut self.session) {

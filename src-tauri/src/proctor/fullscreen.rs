@@ -7,6 +7,11 @@
 //! every resize or move and on the display poll. A window that stops covering its monitor is
 //! checked once more a moment later ([`CONFIRM_EXIT`]) before the exit is reported, so that a
 //! resize seen halfway through a change never counts as leaving.
+//!
+//! `is_always_on_top()` is evidence only where the platform reports the real state (Windows,
+//! macOS). GTK 3 on X11 does not read the window manager's `_NET_WM_STATE_ABOVE` back (measured
+//! under openbox: the window manager set it, `is_always_on_top()` said `false`), so there the
+//! request is made and not judged; on Wayland it is known to be ignored.
 
 use crate::proctor::displays::Rect;
 use std::time::{Duration, Instant};
@@ -19,6 +24,9 @@ pub(crate) const CONFIRM_EXIT: Duration = Duration::from_millis(250);
 pub(crate) const QUICK_EXIT: Duration = Duration::from_secs(1);
 /// ...this many times in a row is being fought over by the window manager: the app stops.
 pub(crate) const MAX_QUICK_EXITS: u32 = 3;
+/// How long after fullscreen the window manager has to say the window is above the others (it
+/// answers the two requests separately, and the second may come a little later).
+pub(crate) const ABOVE_GRACE: Duration = Duration::from_millis(1000);
 
 /// Whether `window` covers `monitor` (a few pixels of rounding allowed).
 pub(crate) fn covers(window: Rect, monitor: Rect) -> bool {
@@ -90,8 +98,9 @@ pub(crate) enum GuardEvent {
 pub(crate) struct FullscreenGuard {
     phase: Phase,
     quick_exits: u32,
+    above_observable: bool,
     always_on_top: Option<bool>,
-    confirmed_once: bool,
+    first_on: Option<Instant>,
 }
 
 /// The state of fullscreen, as the page shows it.
@@ -107,13 +116,15 @@ pub enum FullscreenState {
 }
 
 impl FullscreenGuard {
-    /// Fullscreen has just been asked for.
-    pub(crate) fn requested(now: Instant) -> Self {
+    /// Fullscreen has just been asked for; `above_observable`: whether `is_always_on_top()`
+    /// tells the truth on this platform.
+    pub(crate) fn requested(now: Instant, above_observable: bool) -> Self {
         Self {
+            above_observable,
             phase: Phase::Requested { since: now },
             quick_exits: 0,
             always_on_top: None,
-            confirmed_once: false,
+            first_on: None,
         }
     }
 
@@ -133,7 +144,18 @@ impl FullscreenGuard {
 
     /// Whether the window was ever fullscreen during this exam.
     pub(crate) fn confirmed_once(&self) -> bool {
-        self.confirmed_once
+        self.first_on.is_some()
+    }
+
+    /// Whether both fullscreen and always-on-top are decided (held or known not to be had).
+    pub(crate) fn decided(&self) -> bool {
+        match self.phase {
+            Phase::Requested { .. } => false,
+            Phase::Given(_) => true,
+            Phase::On { .. } | Phase::Leaving { .. } => {
+                !self.above_observable || self.always_on_top.is_some()
+            }
+        }
     }
 
     /// Why fullscreen is not held, if it is not.
@@ -144,17 +166,22 @@ impl FullscreenGuard {
         }
     }
 
-    /// What `is_always_on_top()` said while the window was fullscreen, if it was.
+    /// Whether the window manager keeps the window above the others: `true` once it said so
+    /// while fullscreen, `false` when it had not said so [`ABOVE_GRACE`] after fullscreen,
+    /// `None` until then, or always where the platform cannot tell.
     pub(crate) fn always_on_top(&self) -> Option<bool> {
         self.always_on_top
     }
 
     /// When the window should be looked at again.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        match self.phase {
-            Phase::Requested { since } => Some(since + GRACE),
-            Phase::Leaving { seen, .. } => Some(seen + CONFIRM_EXIT),
-            Phase::On { .. } | Phase::Given(_) => None,
+        match (self.phase, self.always_on_top, self.first_on) {
+            (Phase::Requested { since }, _, _) => Some(since + GRACE),
+            (Phase::Leaving { seen, .. }, _, _) => Some(seen + CONFIRM_EXIT),
+            (Phase::On { .. }, None, Some(first)) if self.above_observable => {
+                Some(first + ABOVE_GRACE)
+            }
+            (Phase::On { .. } | Phase::Given(_), _, _) => None,
         }
     }
 
@@ -162,13 +189,21 @@ impl FullscreenGuard {
     pub(crate) fn probe(&mut self, probe: &WindowProbe, now: Instant) -> Option<GuardEvent> {
         let real = probe.is_fullscreen();
         if real {
-            self.always_on_top = Some(probe.always_on_top);
+            let first = *self.first_on.get_or_insert(now);
+            if !self.above_observable {
+                // Nothing to learn from the flag here.
+            } else if probe.always_on_top {
+                self.always_on_top = Some(true);
+            } else if self.always_on_top.is_none()
+                && now.saturating_duration_since(first) >= ABOVE_GRACE
+            {
+                self.always_on_top = Some(false);
+            }
         }
         match self.phase {
             Phase::Requested { since } => {
                 if real {
                     self.phase = Phase::On { since: now };
-                    self.confirmed_once = true;
                     Some(GuardEvent::Confirmed)
                 } else if now.saturating_duration_since(since) >= GRACE {
                     self.phase = Phase::Given(NotHeld::NotGranted);
@@ -274,7 +309,7 @@ mod tests {
     #[test]
     fn fullscreen_is_confirmed_once_the_window_covers_its_monitor() {
         let clock = FakeClock::new();
-        let mut guard = FullscreenGuard::requested(clock.now().mono);
+        let mut guard = FullscreenGuard::requested(clock.now().mono, true);
         assert_eq!(guard.probe(&windowed(), clock.advance(10).mono), None);
         assert_eq!(
             guard.probe(&fullscreen(), clock.advance(100).mono),
@@ -285,9 +320,49 @@ mod tests {
     }
 
     #[test]
+    fn always_on_top_is_given_a_moment_after_fullscreen_before_it_counts_as_refused() {
+        let clock = FakeClock::new();
+        let mut guard = FullscreenGuard::requested(clock.now().mono, true);
+        let not_above = WindowProbe {
+            always_on_top: false,
+            ..fullscreen()
+        };
+        guard.probe(&not_above, clock.advance(10).mono);
+        assert!(!guard.decided());
+        assert_eq!(guard.always_on_top(), None);
+        assert_eq!(guard.next_deadline(), Some(clock.now().mono + ABOVE_GRACE));
+        guard.probe(&fullscreen(), clock.advance(200).mono);
+        assert_eq!(guard.always_on_top(), Some(true));
+        assert!(guard.decided());
+
+        let mut ignored = FullscreenGuard::requested(clock.now().mono, true);
+        ignored.probe(&not_above, clock.advance(10).mono);
+        ignored.probe(&not_above, clock.advance(999).mono);
+        assert_eq!(ignored.always_on_top(), None);
+        ignored.probe(&not_above, clock.advance(1).mono);
+        assert_eq!(ignored.always_on_top(), Some(false));
+        assert_eq!(ignored.next_deadline(), None);
+    }
+
+    #[test]
+    fn where_the_flag_cannot_tell_always_on_top_is_not_judged() {
+        let clock = FakeClock::new();
+        let mut guard = FullscreenGuard::requested(clock.now().mono, false);
+        let not_above = WindowProbe {
+            always_on_top: false,
+            ..fullscreen()
+        };
+        guard.probe(&not_above, clock.advance(10).mono);
+        assert!(guard.decided());
+        guard.probe(&not_above, clock.advance(5000).mono);
+        assert_eq!(guard.always_on_top(), None);
+        assert_eq!(guard.next_deadline(), None);
+    }
+
+    #[test]
     fn a_window_manager_that_never_grants_fullscreen_makes_it_unavailable() {
         let clock = FakeClock::new();
-        let mut guard = FullscreenGuard::requested(clock.now().mono);
+        let mut guard = FullscreenGuard::requested(clock.now().mono, true);
         assert_eq!(guard.next_deadline(), Some(clock.now().mono + GRACE));
         assert_eq!(guard.probe(&windowed(), clock.advance(2999).mono), None);
         assert_eq!(
@@ -300,7 +375,7 @@ mod tests {
     #[test]
     fn leaving_fullscreen_is_reported_once_it_lasts_and_fullscreen_is_asked_again() {
         let clock = FakeClock::new();
-        let mut guard = FullscreenGuard::requested(clock.now().mono);
+        let mut guard = FullscreenGuard::requested(clock.now().mono, true);
         guard.probe(&fullscreen(), clock.advance(100).mono);
 
         assert_eq!(guard.probe(&windowed(), clock.advance(60_000).mono), None);
@@ -319,7 +394,7 @@ mod tests {
     #[test]
     fn a_resize_seen_halfway_through_is_not_an_exit() {
         let clock = FakeClock::new();
-        let mut guard = FullscreenGuard::requested(clock.now().mono);
+        let mut guard = FullscreenGuard::requested(clock.now().mono, true);
         guard.probe(&fullscreen(), clock.advance(100).mono);
         assert_eq!(guard.probe(&windowed(), clock.advance(5000).mono), None);
         assert_eq!(guard.probe(&fullscreen(), clock.advance(100).mono), None);
@@ -330,7 +405,7 @@ mod tests {
     #[test]
     fn the_app_stops_restoring_when_the_window_manager_keeps_undoing_it() {
         let clock = FakeClock::new();
-        let mut guard = FullscreenGuard::requested(clock.now().mono);
+        let mut guard = FullscreenGuard::requested(clock.now().mono, true);
         let mut exits = Vec::new();
         for _ in 0..5 {
             guard.probe(&fullscreen(), clock.advance(50).mono);
@@ -351,7 +426,7 @@ mod tests {
     #[test]
     fn a_student_leaving_now_and_then_is_always_put_back() {
         let clock = FakeClock::new();
-        let mut guard = FullscreenGuard::requested(clock.now().mono);
+        let mut guard = FullscreenGuard::requested(clock.now().mono, true);
         for _ in 0..10 {
             guard.probe(&fullscreen(), clock.advance(50).mono);
             guard.probe(&windowed(), clock.advance(30_000).mono);

@@ -162,7 +162,7 @@ impl Session {
             }
             self.fullscreen = settings
                 .fullscreen
-                .then(|| FullscreenGuard::requested(now.mono));
+                .then(|| FullscreenGuard::requested(now.mono, self.system.reports_always_on_top()));
             // Above the others first, so that the fullscreen window never shows below one.
             if settings.fullscreen {
                 effects.extend([Effect::AlwaysOnTop(true), Effect::Fullscreen(true)]);
@@ -413,7 +413,7 @@ impl Session {
             || self
                 .fullscreen
                 .as_ref()
-                .is_some_and(FullscreenGuard::settled))
+                .is_some_and(FullscreenGuard::decided))
             && (!settings.single_display || self.monitors_readable.is_some())
             && (!settings.block_clipboard || self.page_guard);
         match self.capabilities_due {

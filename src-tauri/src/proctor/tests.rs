@@ -530,18 +530,33 @@ fn a_window_manager_without_fullscreen_makes_it_unavailable_and_no_exit_is_ever_
 fn on_wayland_always_on_top_is_ignored_and_the_capabilities_say_so() {
     let mut sitting = Sitting::on(WindowSystem::Wayland, true, false);
     sitting.sit(only(|p| p.fullscreen = true));
-    let signals = sitting.take();
-    assert_eq!(
-        signals[0].capabilities.unwrap().fullscreen,
-        Some(CapabilityLevel::DetectOnly)
+    fullscreen_detect_only_because(
+        &sitting.take(),
+        "always-on-top refused by a Wayland compositor",
     );
+}
+
+#[test]
+fn where_always_on_top_can_be_read_back_a_refusal_is_waited_for_then_said() {
+    let mut sitting = Sitting::on(WindowSystem::Windows, true, false);
+    sitting.sit(only(|p| p.fullscreen = true));
     assert!(
-        signals[0]
-            .detail
-            .as_deref()
-            .unwrap()
-            .contains("always-on-top refused by a Wayland compositor")
+        sitting.take().is_empty(),
+        "the window manager has a moment to answer"
     );
+    sitting.pass(1000);
+    fullscreen_detect_only_because(
+        &sitting.take(),
+        "does not keep the exam above other windows",
+    );
+}
+
+/// The first signal says fullscreen is only detected here, and why.
+fn fullscreen_detect_only_because(signals: &[Signal], reason: &str) {
+    let capabilities = signals[0].capabilities.expect("the capabilities");
+    assert_eq!(capabilities.fullscreen, Some(CapabilityLevel::DetectOnly));
+    let detail = signals[0].detail.as_deref().unwrap();
+    assert!(detail.contains(reason), "{detail}");
 }
 
 #[test]
