@@ -588,10 +588,25 @@ fn a_proctored_exam_in_a_real_window() {
     desktop.run("xdotool", &["type", "--delay", "20", "alpha"]);
     until("the typing", || (app.answer() == "alpha").then_some(()));
     desktop.key("ctrl+a");
+    // The documented limit: on Linux the selection itself is the desktop's, readable by any
+    // program with a middle click (if this ever changes, docs/PROTOCOL.md and the capability's
+    // reason say more than is true).
+    until("the selection to be the desktop's", || {
+        (desktop.output("xclip", &["-o", "-selection", "primary"]) == "alpha").then_some(())
+    });
     desktop.key("ctrl+c");
     desktop.key("End");
     desktop.key("ctrl+v");
     until("the paste inside the exam", || {
+        (app.answer() == "alphaalpha").then_some(())
+    });
+    desktop.key("ctrl+a");
+    desktop.key("ctrl+x");
+    until("the cut inside the exam", || {
+        app.answer().is_empty().then_some(())
+    });
+    desktop.key("ctrl+v");
+    until("the cut text pasted back", || {
         (app.answer() == "alphaalpha").then_some(())
     });
     assert_eq!(
@@ -637,6 +652,20 @@ fn a_proctored_exam_in_a_real_window() {
     // tests of src/proctor.)
     let request = app.eval("document.querySelector('.proctor-request') === null");
     assert_eq!(request, true);
+    // What Xvfb cannot stage, the page's words for it are checked in the page itself.
+    let two = app.eval(
+        "proctorModule.describe({active: true, displays: 2, capabilities: [], focus: {left: 0, brief: 0}, \
+         settings: {singleDisplay: true, reportFocus: false, fullscreen: false, blockClipboard: false, briefMs: 2000}}).request",
+    );
+    assert!(
+        two.as_str().unwrap().starts_with(
+            "Please disconnect the other display: 2 displays are connected. Your exam stays open"
+        ),
+        "{two}"
+    );
+    let file =
+        app.eval("proctorModule.pasteDecision({types: ['Files'], text: '', files: 1}, 'x').what");
+    assert_eq!(file, "file_paste");
 
     // Handed in: the window is given back.
     app.send("release");

@@ -177,11 +177,14 @@ pub(crate) fn decide(settings: &Proctoring, seen: &Observed) -> Vec<Capability> 
     }
     if settings.block_clipboard {
         if seen.page_guard {
-            add(
-                Setting::BlockClipboard,
-                Enforced,
-                "copy and paste work inside the exam only; what comes from other programs is refused",
-            );
+            // Linux desktops also paste the last selected text with a middle click, from a
+            // selection the page cannot keep to itself: said, not hidden.
+            let reason = if matches!(seen.system, WindowSystem::X11 | WindowSystem::Wayland) {
+                "copy and paste work inside the exam only; what comes from other programs is refused; text selected in the exam can still be middle-click pasted elsewhere"
+            } else {
+                "copy and paste work inside the exam only; what comes from other programs is refused"
+            };
+            add(Setting::BlockClipboard, Enforced, reason);
         } else {
             add(
                 Setting::BlockClipboard,
