@@ -12,7 +12,8 @@ fn main() {
     .expect("the Tauri build step succeeds");
 }
 
-/// The app's commands; `src/commands.rs` defines them and `src/lib.rs` registers them.
+/// The app's commands; `src/commands.rs` and `src/proctor/commands.rs` define them and
+/// `src/lib.rs` registers them.
 fn invigil_desktop_commands() -> &'static [&'static str] {
     &[
         "overview",
@@ -24,5 +25,7 @@ fn invigil_desktop_commands() -> &'static [&'static str] {
         "submit",
         "export_answers",
         "server_now",
+        "proctor_attach",
+        "proctor_refused",
     ]
 }

@@ -5,6 +5,8 @@
 // what the student types and pass every change on (edit_answer); the engine says where each
 // answer is (on this computer, on the server).
 
+import { startProctor } from "./proctor.js";
+
 const { invoke } = window.__TAURI__.core;
 const { listen } = window.__TAURI__.event;
 
@@ -604,6 +606,7 @@ $("ended-sign-in").addEventListener("click", () => {
   render();
   $("login-password").focus();
 });
+startProctor({ invoke, listen, root: $("proctor") });
 await listen("engine", (event) => onEngineEvent(event.payload));
 await listen("engine-resync", () => refresh());
 await refresh();

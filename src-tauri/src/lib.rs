@@ -8,6 +8,7 @@
 //! lib.rs       build / run_app: engine start-up, event forwarding, flush on exit
 //! commands     the commands, one engine call each
 //! error        {kind, message} for the front end
+//! proctor      proctoring of the exam window (ProctorHost) and the page's two commands
 //! ```
 //!
 //! `tauri.conf.json` sits at the workspace root; the capability (`capabilities/default.json`)
@@ -15,6 +16,7 @@
 
 pub mod commands;
 pub mod error;
+pub mod proctor;
 
 use invigil_client::{ClientConfig, Engine, KeyringVault, NoVault, Vault};
 use std::sync::Arc;
@@ -60,6 +62,8 @@ pub fn build<R: Runtime>(
             commands::submit,
             commands::export_answers,
             commands::server_now,
+            proctor::commands::proctor_attach,
+            proctor::commands::proctor_refused,
         ])
         .build(context)?;
     let (config, vault) = match startup {
@@ -75,6 +79,8 @@ pub fn build<R: Runtime>(
         vault = %vault.describe(),
         "starting"
     );
+    // Before the engine starts: the marker says whether the previous run ended cleanly.
+    app.manage(proctor::ProctorHost::new(&config.data_dir));
     let engine = tauri::async_runtime::block_on(Engine::start(config, vault))?;
     forward_events(app.handle().clone(), &engine);
     app.manage(engine);
@@ -115,10 +121,13 @@ fn forward_events<R: Runtime>(app: tauri::AppHandle<R>, engine: &Engine) {
 /// Runs a built app until it exits; whatever was typed is written to disk before it does.
 pub fn run_app<R: Runtime>(app: App<R>) {
     app.run(|handle, event| {
-        if let RunEvent::Exit = event
-            && let Some(engine) = handle.try_state::<Engine>()
-        {
-            tauri::async_runtime::block_on(engine.flush());
+        if let RunEvent::Exit = event {
+            if let Some(engine) = handle.try_state::<Engine>() {
+                tauri::async_runtime::block_on(engine.flush());
+            }
+            if let Some(proctor) = handle.try_state::<proctor::ProctorHost>() {
+                proctor.clean_exit();
+            }
         }
     });
 }

@@ -256,3 +256,30 @@ fn the_window_may_not_call_what_its_capability_does_not_grant() {
         "refused with {refused}"
     );
 }
+
+#[test]
+fn the_page_may_report_to_the_proctor_but_not_steer_it() {
+    let desktop = Desktop::start("http://127.0.0.1:9");
+
+    // No proctored exam is being sat: the page is told so.
+    let status = desktop.invoke("proctor_attach", json!({})).unwrap();
+    assert_eq!(status["active"], false, "{status}");
+    desktop
+        .invoke("proctor_refused", json!({"what": "paste_from_outside"}))
+        .unwrap();
+    let refused = desktop
+        .invoke(
+            "proctor_refused",
+            json!({"what": "anything the page likes"}),
+        )
+        .unwrap_err();
+    assert!(refused.to_string().contains("unknown variant"), "{refused}");
+
+    // The run is marked in the data folder, for the next start to read.
+    let marker = desktop
+        ._dir
+        .path()
+        .join(invigil_desktop::proctor::MARKER_FILE);
+    let text = std::fs::read_to_string(marker).unwrap();
+    assert!(text.contains("\"running\""), "{text}");
+}
