@@ -202,6 +202,10 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// 429: too many failed sign-ins.
     TooManyAttempts,
+    /// 503: the server is too busy to check a password now; try again after `Retry-After`.
+    ServerBusy,
+    /// 429: the session already holds as many event streams as it may.
+    TooManyStreams,
     /// 500: the server failed; details are in its log. (An addition to the contract.)
     Internal,
 }
@@ -223,8 +227,9 @@ impl ErrorCode {
             | ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Blocked => 423,
-            ErrorCode::TooManyAttempts => 429,
+            ErrorCode::TooManyAttempts | ErrorCode::TooManyStreams => 429,
             ErrorCode::Internal => 500,
+            ErrorCode::ServerBusy => 503,
         }
     }
 
@@ -246,6 +251,8 @@ impl ErrorCode {
             ErrorCode::Blocked => "blocked",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::ServerBusy => "server_busy",
+            ErrorCode::TooManyStreams => "too_many_streams",
             ErrorCode::Internal => "internal",
         }
     }

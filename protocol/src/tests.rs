@@ -368,8 +368,8 @@ fn login_response_reads_and_writes_the_contract_json() {
 // Errors
 // ---------------------------------------------------------------------------------------------
 
-/// Every code of the contract's "Errors" section with the HTTP status it lists.
-const CONTRACT_ERROR_CODES: [(ErrorCode, &str, u16); 15] = [
+/// Every code of the contract (its "Errors" section and the v2 additions) with its HTTP status.
+const CONTRACT_ERROR_CODES: [(ErrorCode, &str, u16); 17] = [
     (ErrorCode::BadRequest, "bad_request", 400),
     (ErrorCode::InvalidCredentials, "invalid_credentials", 401),
     (ErrorCode::Unauthenticated, "unauthenticated", 401),
@@ -385,6 +385,8 @@ const CONTRACT_ERROR_CODES: [(ErrorCode, &str, u16); 15] = [
     (ErrorCode::Blocked, "blocked", 423),
     (ErrorCode::PayloadTooLarge, "payload_too_large", 413),
     (ErrorCode::TooManyAttempts, "too_many_attempts", 429),
+    (ErrorCode::ServerBusy, "server_busy", 503),
+    (ErrorCode::TooManyStreams, "too_many_streams", 429),
 ];
 
 #[test]
