@@ -38,7 +38,8 @@ pub async fn create_accounts(url: &str, students: &[String]) -> Result<()> {
     let url: DatabaseUrl = url.parse().map_err(anyhow::Error::msg)?;
     let (bus, _events) = Bus::new();
     let store = invigil_server::store::open(&url, bus, Duration::from_secs(5)).await?;
-    let hash = invigil_server::auth::hash_password(PASSWORD.into())
+    let hash = invigil_server::auth::hashing::Hashing::new(1, Duration::from_secs(10))
+        .hash(PASSWORD.into())
         .await
         .map_err(|e| anyhow::anyhow!("hashing the bench password: {e:?}"))?;
     let account = |username: &str, role| NewAccount {

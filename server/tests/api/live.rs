@@ -173,9 +173,15 @@ async fn saved(socket: &mut Socket, evaluation: &str, question: &str, revision: 
     );
 }
 
-/// `GET /metrics`.
-async fn metrics(app: &TestApp) -> String {
-    let response = app.http.get(app.url("/metrics")).send().await.unwrap();
+/// `GET /metrics` (an admin's, on the main address).
+async fn metrics(app: &TestApp, admin: &Actor) -> String {
+    let response = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     response.text().await.unwrap()
 }
@@ -1249,7 +1255,8 @@ async fn metrics_count_connections_frames_acknowledgements_sign_ins_blocks_and_i
     let (mut board, _) = app.socket_ready(&prof).await;
     let (mut socket, _) = app.socket_ready(&alice).await;
     saved(&mut socket, &evaluation.id, "q1", 1).await;
-    let before = metrics(&app).await;
+    let admin = app.admin().await;
+    let before = metrics(&app, &admin).await;
     app.login("alice", PASSWORD).await;
     assert_eq!(socket.closed().await, Some(close::SESSION_INVALIDATED));
     // The blocked row is the last event of that sign-in: every counter has seen it.
@@ -1261,7 +1268,7 @@ async fn metrics_count_connections_frames_acknowledgements_sign_ins_blocks_and_i
         .await;
 
     // Act
-    let text = metrics(&app).await;
+    let text = metrics(&app, &admin).await;
 
     // Assert
     assert!(
