@@ -33,6 +33,10 @@ pub struct Metrics {
     hashing_waiting: Gauge,
     hashing_running: Gauge,
     hashing_memory: Gauge,
+    /// Open HTTP connections on the main address (upgraded sockets included).
+    pub http_connections: Gauge,
+    /// Connections closed at once because their address held as many as it may.
+    pub connections_refused: Counter,
 }
 
 impl Metrics {
@@ -94,6 +98,17 @@ impl Metrics {
             "Argon2 memory held by the hashing workers",
             hashing_memory.clone(),
         );
+        let (http_connections, connections_refused) = (Gauge::default(), Counter::default());
+        registry.register(
+            "http_connections",
+            "Open HTTP connections, upgraded sockets included",
+            http_connections.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at once: their address held as many as it may",
+            connections_refused.clone(),
+        );
         Self {
             registry,
             open,
@@ -106,6 +121,8 @@ impl Metrics {
             hashing_waiting,
             hashing_running,
             hashing_memory,
+            http_connections,
+            connections_refused,
         }
     }
 

@@ -109,6 +109,7 @@ pub async fn run(
             Plain(listener),
             metrics_app(state.clone()),
             limits.clone(),
+            None,
             token.clone(),
             DRAIN_LIMIT,
         ))
@@ -117,6 +118,7 @@ pub async fn run(
         Plain(listener),
         app(state.clone()),
         limits,
+        Some(state.metrics.clone()),
         token.clone(),
         DRAIN_LIMIT,
     )

@@ -21,6 +21,7 @@
 
 use crate::auth::throttle::{AddressKey, in_exam_network};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -132,16 +133,18 @@ fn default_max_connections() -> usize {
 }
 
 /// Serves `router` on the connections of `listener` until `shutdown` is cancelled, then stops
-/// accepting and returns once every connection has closed (or `drain` has passed).
+/// accepting and returns once every connection has closed (or `drain` has passed). Open and
+/// refused connections are counted in `metrics` when given.
 pub async fn serve<L: Listener>(
     listener: L,
     router: Router,
     limits: Limits,
+    metrics: Option<Arc<Metrics>>,
     shutdown: CancellationToken,
     drain: Duration,
 ) {
     let listener = Arc::new(listener);
-    let gate = Arc::new(Gate::new(&limits));
+    let gate = Arc::new(Gate::new(&limits, metrics));
     let limits = Arc::new(limits);
     let connections = TaskTracker::new();
     loop {
@@ -274,16 +277,18 @@ struct Gate {
     exempt: Vec<IpNet>,
     /// The second a refusal was last logged (one line a second at most).
     logged: AtomicU64,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Gate {
-    fn new(limits: &Limits) -> Self {
+    fn new(limits: &Limits, metrics: Option<Arc<Metrics>>) -> Self {
         Self {
             total: Arc::new(Semaphore::new(limits.max_connections)),
             by_address: Mutex::default(),
             per_address: limits.per_address,
             exempt: limits.exempt.clone(),
             logged: AtomicU64::new(0),
+            metrics,
         }
     }
 
@@ -304,6 +309,9 @@ impl Gate {
             }
             _ => None,
         };
+        if let Some(m) = &self.metrics {
+            m.http_connections.inc();
+        }
         Some(Slot {
             _permit: permit,
             counted,
@@ -312,6 +320,9 @@ impl Gate {
     }
 
     fn refused(&self, key: AddressKey, limit: u32) {
+        if let Some(m) = &self.metrics {
+            m.connections_refused.inc();
+        }
         let second = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -335,6 +346,9 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        if let Some(m) = &self.gate.metrics {
+            m.http_connections.dec();
+        }
         if let Some(key) = self.counted {
             let mut by_address = self
                 .gate
