@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderValue, Request, StatusCode, header};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
@@ -37,7 +37,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -237,11 +237,20 @@ async fn connection<L: Listener>(
         let (router, activity) = (router.clone(), activity.clone());
         async move {
             activity.set(BUSY);
-            let mut request = request.map(|body| Body::new(ReadWithin::new(body, body_read)));
+            let read_whole = Arc::new(AtomicBool::new(false));
+            let mut request =
+                request.map(|body| Body::new(ReadWithin::new(body, body_read, read_whole.clone())));
             request.extensions_mut().insert(ConnectInfo(peer));
-            let response = router.oneshot(request).await?;
+            let mut response = router.oneshot(request).await?;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 activity.set(UPGRADED);
+            } else if !read_whole.load(Ordering::Acquire) {
+                // Answered before its body was read (too large, say): the rest of the body is
+                // still on the wire, so the connection cannot serve another request. Saying so
+                // keeps the client from sending one on it.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             Ok::<_, Infallible>(response.map(|body| Answered { body, activity }))
         }
@@ -505,15 +514,21 @@ struct ReadWithin {
     /// Made on the first wait: most bodies are empty or arrive with their headers.
     deadline: Option<Pin<Box<Sleep>>>,
     started: Instant,
+    /// Set once the body has been read to its end (at once for an empty one).
+    read_whole: Arc<AtomicBool>,
 }
 
 impl ReadWithin {
-    fn new(body: Incoming, limit: Duration) -> Self {
+    fn new(body: Incoming, limit: Duration, read_whole: Arc<AtomicBool>) -> Self {
+        if http_body::Body::is_end_stream(&body) {
+            read_whole.store(true, Ordering::Release);
+        }
         Self {
             body,
             limit,
             deadline: None,
             started: Instant::now(),
+            read_whole,
         }
     }
 }
@@ -531,6 +546,7 @@ impl http_body::Body for ReadWithin {
             Poll::Ready(frame) => {
                 if frame.is_none() {
                     this.deadline = None;
+                    this.read_whole.store(true, Ordering::Release);
                 }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
