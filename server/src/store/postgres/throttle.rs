@@ -2,7 +2,8 @@
 //! its password is checked and deleted again if it was no failure, so that the contract's limits
 //! hold whichever node a request reaches, and simultaneous guesses on several nodes cannot pass
 //! more checks than the limits allow. Attempts from one address are judged and counted under a
-//! transaction-scoped advisory lock on that address: two nodes never both see room for one more.
+//! transaction-scoped advisory lock on that address (on the address and username in an exam
+//! network): two nodes never both see room for one more.
 //! (Kept apart from the rest of the engine: it is the throttle's, not the contract's data.)
 
 use super::{NOW_MS, PostgresStore};
@@ -18,8 +19,15 @@ impl PostgresStore {
         let limits = attempt.limits;
         let window_ms = i64::try_from(limits.window.as_millis()).unwrap_or(i64::MAX);
         let mut tx = self.engine.pool.begin().await?;
+        // What is judged is locked: the address's attempts, or, for an exam network (a room
+        // behind one address, whose attempts are not counted together), one username's only.
+        let locked = if attempt.count_address {
+            attempt.address.to_owned()
+        } else {
+            format!("{} {}", attempt.address, attempt.username)
+        };
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('invigil sign-in ' || $1, 0))")
-            .bind(attempt.address)
+            .bind(locked)
             .execute(&mut *tx)
             .await?;
         let now: i64 = sqlx::query_scalar(&format!("SELECT {NOW_MS}"))
