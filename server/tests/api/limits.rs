@@ -77,12 +77,7 @@ async fn scraped(addr: &str, name: &str) -> f64 {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .find_map(|line| {
-            let (key, value) = line.split_once(' ')?;
-            (key == name).then(|| value.trim().parse().ok())?
-        })
-        .unwrap_or_else(|| panic!("{name} in:\n{text}"))
+    sample(&text, name).unwrap_or_else(|| panic!("{name} in:\n{text}"))
 }
 
 /// A free port on 127.0.0.1 for `--metrics-listen`.

@@ -186,14 +186,6 @@ async fn metrics(app: &TestApp, admin: &Actor) -> String {
     response.text().await.unwrap()
 }
 
-/// The value of an un-labelled sample in the Prometheus text format.
-fn sample(metrics: &str, name: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let (key, value) = line.split_once(' ')?;
-        (key == name).then(|| value.trim().parse().ok())?
-    })
-}
-
 // ---- The opening ----------------------------------------------------------------------------
 
 #[tokio::test]
