@@ -7,16 +7,34 @@ use std::time::Duration;
 /// The kernel's unit for CPU times in `/proc/PID/stat` (`USER_HZ`, 100 on Linux).
 const TICKS_PER_SECOND: u64 = 100;
 
-/// Resident memory of a process, in bytes (`VmRSS`).
-pub fn rss_bytes(pid: u32) -> Result<u64> {
+/// A memory figure of `/proc/PID/status` (`VmRSS`, `VmHWM`…), in bytes.
+fn status_bytes(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("while reading the status of process {pid}"))?;
     let kib = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .ok_or_else(|| anyhow!("process {pid} reports no VmRSS"))?;
+        .ok_or_else(|| anyhow!("process {pid} reports no {field}"))?;
     Ok(kib * 1024)
+}
+
+/// Resident memory of a process, in bytes (`VmRSS`).
+pub fn rss_bytes(pid: u32) -> Result<u64> {
+    status_bytes(pid, "VmRSS")
+}
+
+/// The peak resident memory of a process since it started or since [`reset_peak`], in bytes
+/// (`VmHWM`).
+pub fn peak_rss_bytes(pid: u32) -> Result<u64> {
+    status_bytes(pid, "VmHWM")
+}
+
+/// Starts a process's peak resident memory afresh from its present size (`5` written to
+/// `/proc/PID/clear_refs`: the process's own or root's to do).
+pub fn reset_peak(pid: u32) -> Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .with_context(|| format!("while resetting the peak memory of process {pid}"))
 }
 
 /// CPU time a process has used so far, user and system, all threads.

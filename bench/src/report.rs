@@ -28,6 +28,9 @@ pub struct Results {
     pub invalidation: Vec<InvalidationRun>,
     /// The same crowd polling every second against our push.
     pub polling: Vec<PollingRow>,
+    /// A room signing in at once while sockets are held, then a hostile wave.
+    #[serde(default)]
+    pub burst: Vec<BurstRow>,
     /// What was not measured, and why.
     pub skipped: Vec<String>,
 }
@@ -56,6 +59,67 @@ pub struct SignIns {
     pub students: usize,
     /// Seconds all of them took.
     pub seconds: f64,
+}
+
+/// One sign-in burst, and the hostile wave after it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BurstRun {
+    /// Sockets held meanwhile.
+    pub background: usize,
+    /// Students signing in at once.
+    pub students: usize,
+    /// Seconds until every one was signed in.
+    pub all_in_s: f64,
+    /// `server_busy` answers they were given (each came back after its `Retry-After`).
+    pub busy_answers: u64,
+    /// Sign-ins that failed otherwise.
+    pub failed: usize,
+    /// Server resident memory before the burst, with the sockets held, bytes.
+    pub rss_idle: u64,
+    /// Peak resident memory during the burst (`VmHWM`), bytes.
+    pub peak: u64,
+    /// Resident memory ten seconds after the last sign-in, bytes.
+    pub settled: u64,
+    /// How late the held sockets' heartbeats came, until then.
+    pub heartbeat_late: Spread,
+    /// Held sockets lost meanwhile.
+    pub lost: u64,
+    /// The hostile wave.
+    pub hostile: HostileRun,
+}
+
+/// Bad sign-ins of unknown names from many addresses at once.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HostileRun {
+    /// Attempts.
+    pub attempts: usize,
+    /// From how many addresses.
+    pub addresses: usize,
+    /// Spread over how many seconds.
+    pub seconds: f64,
+    /// Answers by HTTP status (0: none).
+    pub answered: std::collections::BTreeMap<u16, usize>,
+    /// Resident memory before, bytes.
+    pub rss_before: u64,
+    /// Peak resident memory during the wave, bytes.
+    pub peak: u64,
+    /// Resident memory ten seconds after the last answer, bytes.
+    pub settled: u64,
+    /// How late the held sockets' heartbeats came meanwhile.
+    pub heartbeat_late: Spread,
+    /// Held sockets lost meanwhile.
+    pub lost: u64,
+}
+
+/// Bursts of one size.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BurstRow {
+    /// Students signing in at once.
+    pub students: usize,
+    /// Sockets held meanwhile.
+    pub background: usize,
+    /// One per run.
+    pub runs: Vec<BurstRun>,
 }
 
 /// One idle measurement.
@@ -270,6 +334,7 @@ impl Results {
         self.storm_table(&mut md);
         self.invalidation_table(&mut md);
         self.polling_table(&mut md);
+        self.burst_table(&mut md);
         if !self.skipped.is_empty() {
             let _ = writeln!(md, "### Not measured\n");
             for s in &self.skipped {
@@ -278,6 +343,70 @@ impl Results {
             md.push('\n');
         }
         md
+    }
+
+    fn burst_table(&self, md: &mut String) {
+        if self.burst.is_empty() {
+            return;
+        }
+        let mb = |bytes: f64| bytes / 1e6;
+        let _ = writeln!(
+            md,
+            "### Sign-in burst\n\nEvery student of the room signs in at once while the crowd holds its sockets; one answered `server_busy` comes back after its `Retry-After` plus up to half as much again. Memory is the server's above its resident memory just before (peak: `VmHWM`, reset first; settled: ten seconds after the last sign-in). Heartbeat lateness: how much later than one period after a socket's previous `HEARTBEAT` each came. Medians of the runs.\n\n\
+             | students | sockets held | all in (s) | server_busy answers | failed | peak above idle | settled above idle | heartbeat late p50 / p99 / max (ms) | sockets lost |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for row in &self.burst {
+            let r = &row.runs;
+            let late = Spread::median_run(&r.iter().map(|x| x.heartbeat_late).collect::<Vec<_>>())
+                .unwrap_or_default();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} MB | {:.0} MB | {:.0} / {:.0} / {:.0} | {} |",
+                row.students,
+                row.background,
+                med(r.iter().map(|x| x.all_in_s)),
+                med(r.iter().map(|x| x.busy_answers as f64)),
+                med(r.iter().map(|x| x.failed as f64)),
+                mb(med(r
+                    .iter()
+                    .map(|x| x.peak.saturating_sub(x.rss_idle) as f64))),
+                mb(med(r
+                    .iter()
+                    .map(|x| x.settled.saturating_sub(x.rss_idle) as f64))),
+                late.p50,
+                late.p99,
+                late.max,
+                r.iter().map(|x| x.lost).sum::<u64>(),
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nThen the hostile wave: sign-ins of unknown names with wrong passwords, spread evenly, from addresses outside the exam network, the crowd still connected.\n\n\
+             | attempts | addresses | seconds | answers (status × count) | peak above before | settled above before | heartbeat late p99 (ms) | sockets lost |\n|---:|---:|---:|---|---:|---:|---:|---:|"
+        );
+        for row in &self.burst {
+            for run in &row.runs {
+                let h = &run.hostile;
+                let answers: Vec<String> = h
+                    .answered
+                    .iter()
+                    .map(|(s, n)| format!("{s} × {n}"))
+                    .collect();
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.0} | {} | {:.0} MB | {:.0} MB | {:.0} | {} |",
+                    h.attempts,
+                    h.addresses,
+                    h.seconds,
+                    answers.join(", "),
+                    mb(h.peak.saturating_sub(h.rss_before) as f64),
+                    mb(h.settled.saturating_sub(h.rss_before) as f64),
+                    h.heartbeat_late.p99,
+                    h.lost,
+                );
+            }
+        }
+        md.push('\n');
     }
 
     fn ours<T>(rows: &[T], students: usize, f: impl Fn(&T) -> (&str, usize)) -> Option<&T> {

@@ -9,8 +9,8 @@ use crate::clock::now_ns;
 use crate::fleet::{Fleet, workers_for};
 use crate::procfs;
 use crate::report::{
-    AnswersRow, AnswersRun, Cost, FanoutRow, IdleRow, IdleRun, InvalidationRun, Machine,
-    PollingRow, PollingRun, Results, SignIns, StormRow, StormRun,
+    AnswersRow, AnswersRun, BurstRow, BurstRun, Cost, FanoutRow, HostileRun, IdleRow, IdleRun,
+    InvalidationRun, Machine, PollingRow, PollingRun, Results, SignIns, StormRow, StormRun,
 };
 use crate::seed::{self, Api, PROFESSOR};
 use crate::servers::{InvigilOptions, Kind, Paths, Server};
@@ -62,6 +62,12 @@ pub struct Plan {
     pub poll_s: u64,
     /// The heartbeat of every server and client.
     pub heartbeat_ms: u64,
+    /// Sockets held while the burst signs in.
+    pub burst_background: usize,
+    /// Students signing in at once in the burst.
+    pub burst: usize,
+    /// Bad sign-ins of the hostile wave, from how many addresses, over how many seconds.
+    pub hostile: (usize, usize, u64),
 }
 
 impl Plan {
@@ -80,6 +86,9 @@ impl Plan {
                 pollers: 20,
                 poll_s: 3,
                 heartbeat_ms: 1000,
+                burst_background: 40,
+                burst: 30,
+                hostile: (200, 10, 1),
             },
             Mode::Quick => Plan {
                 sizes: vec![1000, 5000],
@@ -93,6 +102,9 @@ impl Plan {
                 pollers: 1000,
                 poll_s: 10,
                 heartbeat_ms: 5000,
+                burst_background: 5000,
+                burst: 1000,
+                hostile: (10_000, 100, 10),
             },
             Mode::Full => Plan {
                 sizes: vec![1000, 5000, 10_000, 19_500],
@@ -106,6 +118,9 @@ impl Plan {
                 pollers: 2000,
                 poll_s: 20,
                 heartbeat_ms: 5000,
+                burst_background: 5000,
+                burst: 1000,
+                hostile: (10_000, 100, 10),
             },
         }
     }
@@ -113,7 +128,11 @@ impl Plan {
     fn students(&self) -> usize {
         let largest = self.sizes.iter().copied().max().unwrap_or(0);
         let writers = self.writers.iter().copied().max().unwrap_or(0);
-        largest.max(writers).max(self.storm).max(self.pollers)
+        largest
+            .max(writers)
+            .max(self.storm)
+            .max(self.pollers)
+            .max(self.burst_background)
     }
 
     fn joined(&self) -> usize {
@@ -137,6 +156,8 @@ pub enum Scenario {
     Storm,
     /// Polling against push.
     Polling,
+    /// A room signing in at once while sockets are held, then a hostile wave of bad sign-ins.
+    Burst,
 }
 
 /// What to run.
@@ -170,6 +191,8 @@ struct People {
     /// Students who sign in again to measure invalidation (never in an exam: a second sign-in
     /// during one would block them).
     others: Vec<Credential>,
+    /// Students who have not signed in yet: the burst's.
+    burst: Vec<String>,
     fanout: String,
     answers: String,
     tokens_file: PathBuf,
@@ -217,11 +240,12 @@ pub async fn run(options: Options) -> Result<Results> {
     let wanted = |s: Scenario| {
         conductor.options.scenarios.is_empty() || conductor.options.scenarios.contains(&s)
     };
-    let (idle, answers, storm, polling) = (
+    let (idle, answers, storm, polling, burst) = (
         wanted(Scenario::Idle),
         wanted(Scenario::Answers),
         wanted(Scenario::Storm),
         wanted(Scenario::Polling),
+        wanted(Scenario::Burst),
     );
     let mut people = conductor.people().await?;
     for kind in conductor.options.targets.clone() {
@@ -269,6 +293,12 @@ pub async fn run(options: Options) -> Result<Results> {
                 .await
                 .context("while comparing polling and push")?;
         }
+        if burst {
+            conductor
+                .burst(&people)
+                .await
+                .context("while measuring the sign-in burst")?;
+        }
     }
     if answers {
         match conductor.options.postgres.clone() {
@@ -297,6 +327,7 @@ impl Conductor {
             database: database.to_owned(),
             heartbeat_ms: self.plan.heartbeat_ms,
             admin: seed::ADMIN.to_owned(),
+            extra: Vec::new(),
         }
     }
 
@@ -319,15 +350,19 @@ impl Conductor {
         let other_names: Vec<String> = (0..self.plan.invalidations)
             .map(|i| seed::username("inv", i))
             .collect();
+        let burst: Vec<String> = (0..self.plan.burst)
+            .map(|i| seed::username("b", i))
+            .collect();
         eprintln!(
             "bench: creating {} accounts",
-            names.len() + other_names.len() + 1
+            names.len() + other_names.len() + burst.len() + 1
         );
         seed::create_accounts(
             &database,
             &names
                 .iter()
                 .chain(&other_names)
+                .chain(&burst)
                 .cloned()
                 .collect::<Vec<_>>(),
         )
@@ -374,6 +409,7 @@ impl Conductor {
             professor,
             students,
             others,
+            burst,
             fanout: fanout.id,
             answers: answers.id,
             tokens_file,
@@ -897,6 +933,116 @@ impl Conductor {
         Ok(())
     }
 
+    /// A room signs in at once (each coming back after `server_busy` as told, with jitter) while
+    /// a crowd holds its sockets; then a hostile wave of bad sign-ins from many addresses. The
+    /// server's peak memory above idle (`VmHWM`, reset before each), its memory ten seconds later,
+    /// and how late the held sockets' heartbeats came.
+    async fn burst(&mut self, people: &People) -> Result<()> {
+        let (background, n) = (self.plan.burst_background, self.plan.burst);
+        eprintln!("bench: {n} students signing in at once, {background} sockets held");
+        let mut options = self.invigil_options(&people.database);
+        // The crowd and the room come from 127.0.0.x, a room behind one address as far as the
+        // per-address limits go; the hostile wave comes from elsewhere.
+        options.extra = vec!["--exam-network".into(), "127.0.0.0/24".into()];
+        let server = Server::invigil(&self.options.paths, &options).await?;
+        let pid = server.pid();
+        let mut fleet = Fleet::spawn(workers_for(background))?;
+        fleet
+            .connect(
+                &server.endpoint(),
+                &people.students[..background],
+                self.plan.heartbeat_ms,
+            )
+            .await?;
+        tokio::time::sleep(Duration::from_millis(
+            self.plan.heartbeat_ms.min(5000) + 500,
+        ))
+        .await;
+        let settle = Duration::from_secs(10);
+        let api = Api::new(&server.url());
+
+        procfs::reset_peak(pid)?;
+        let rss_idle = procfs::rss_bytes(pid)?;
+        fleet.ask_all(Command::Watch).await?;
+        let started = Instant::now();
+        let signed = futures_util::future::join_all(
+            people.burst[..n]
+                .iter()
+                .map(|name| api.login_when_free(name)),
+        )
+        .await;
+        let all_in_s = started.elapsed().as_secs_f64();
+        let peak = procfs::peak_rss_bytes(pid)?;
+        tokio::time::sleep(settle).await;
+        let settled = procfs::rss_bytes(pid)?;
+        let (heartbeat_late, lost) = watched(&mut fleet).await?;
+        let busy_answers = signed.iter().flatten().sum();
+        let failed = signed.iter().filter(|s| s.is_err()).count();
+        if let Some(Err(e)) = signed.iter().find(|s| s.is_err()) {
+            eprintln!("bench:   a burst sign-in failed: {e:#}");
+        }
+
+        let (attempts, addresses, seconds) = self.plan.hostile;
+        eprintln!("bench: {attempts} bad sign-ins from {addresses} addresses in {seconds} s");
+        procfs::reset_peak(pid)?;
+        let rss_before = procfs::rss_bytes(pid)?;
+        fleet.ask_all(Command::Watch).await?;
+        let answered = hostile(&server, attempts, addresses, Duration::from_secs(seconds)).await?;
+        let hostile_peak = procfs::peak_rss_bytes(pid)?;
+        tokio::time::sleep(settle).await;
+        let hostile_settled = procfs::rss_bytes(pid)?;
+        let (hostile_late, hostile_lost) = watched(&mut fleet).await?;
+        fleet.disconnect().await?;
+        fleet.finish().await;
+        server.stop().await?;
+
+        let run = BurstRun {
+            background,
+            students: n,
+            all_in_s,
+            busy_answers,
+            failed,
+            rss_idle,
+            peak,
+            settled,
+            heartbeat_late,
+            lost,
+            hostile: HostileRun {
+                attempts,
+                addresses,
+                seconds: seconds as f64,
+                answered,
+                rss_before,
+                peak: hostile_peak,
+                settled: hostile_settled,
+                heartbeat_late: hostile_late,
+                lost: hostile_lost,
+            },
+        };
+        let mb = |bytes: u64| bytes as f64 / 1e6;
+        eprintln!(
+            "bench:   all in after {all_in_s:.1} s ({busy_answers} server_busy answers, {failed} failed); \
+             peak {:.0} MB and settled {:.0} MB above idle; heartbeats p99 {:.0} ms late; {lost} sockets lost",
+            mb(peak.saturating_sub(rss_idle)),
+            mb(settled.saturating_sub(rss_idle)),
+            run.heartbeat_late.p99
+        );
+        eprintln!(
+            "bench:   hostile: {:?}; peak {:.0} MB and settled {:.0} MB above before",
+            run.hostile.answered,
+            mb(hostile_peak.saturating_sub(rss_before)),
+            mb(hostile_settled.saturating_sub(rss_before)),
+        );
+        let rows = &mut self.results.burst;
+        let new = || BurstRow {
+            students: n,
+            background,
+            runs: Vec::new(),
+        };
+        add_run(rows, |r| r.students == n, new, |r| &mut r.runs, run);
+        Ok(())
+    }
+
     /// Changes the end time of the fan-out evaluation `changes` times spread over `window`, and
     /// returns at its end.
     async fn change_ends_at(
@@ -921,6 +1067,63 @@ impl Conductor {
         tokio::time::sleep_until(start + window).await;
         Ok(())
     }
+}
+
+/// Ends a watch: how late the held sockets' heartbeats came (ms), and how many sockets were lost.
+async fn watched(fleet: &mut Fleet) -> Result<(Spread, u64)> {
+    let (mut late, mut lost) = (Vec::new(), 0);
+    for reply in fleet.ask_all(Command::Watched).await? {
+        if let Reply::Watched {
+            lateness_us,
+            lost: l,
+        } = reply
+        {
+            late.extend(lateness_us.into_iter().map(f64::from));
+            lost += l;
+        }
+    }
+    Ok((Spread::of(late, 1e-3), lost))
+}
+
+/// `attempts` sign-ins of unknown names with wrong passwords, spread evenly over `span`, from
+/// `addresses` addresses of 127.1.0.0/16 in turn: the answers by status.
+async fn hostile(
+    server: &Server,
+    attempts: usize,
+    addresses: usize,
+    span: Duration,
+) -> Result<std::collections::BTreeMap<u16, usize>> {
+    let clients = (0..addresses)
+        .map(|i| {
+            let ip = Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8);
+            reqwest::Client::builder()
+                .local_address(Some(IpAddr::V4(ip)))
+                .timeout(Duration::from_secs(60))
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let url = format!("{}/api/login", server.url());
+    let start = tokio::time::Instant::now();
+    let tasks: Vec<_> = (0..attempts)
+        .map(|i| {
+            let client = clients[i % addresses].clone();
+            let url = url.clone();
+            let at = start + span.mul_f64(i as f64 / attempts as f64);
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at).await;
+                let body = json!({"username": format!("intruder{i}"), "password": "guess"});
+                match client.post(&url).json(&body).send().await {
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 0,
+                }
+            })
+        })
+        .collect();
+    let mut answered = std::collections::BTreeMap::new();
+    for task in tasks {
+        *answered.entry(task.await?).or_insert(0) += 1;
+    }
+    Ok(answered)
 }
 
 /// Students whose last save (acknowledged or resent until acknowledged) the server does not have.

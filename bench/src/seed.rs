@@ -38,7 +38,8 @@ pub async fn create_accounts(url: &str, students: &[String]) -> Result<()> {
     let url: DatabaseUrl = url.parse().map_err(anyhow::Error::msg)?;
     let (bus, _events) = Bus::new();
     let store = invigil_server::store::open(&url, bus, Duration::from_secs(5)).await?;
-    let hash = invigil_server::auth::hash_password(PASSWORD.into())
+    let hash = invigil_server::auth::hashing::Hashing::new(1, Duration::from_secs(10))
+        .hash(PASSWORD.into())
         .await
         .map_err(|e| anyhow::anyhow!("hashing the bench password: {e:?}"))?;
     let account = |username: &str, role| NewAccount {
@@ -95,6 +96,43 @@ impl Api {
             );
         }
         Ok(response.json::<LoginResponse>().await?.token)
+    }
+
+    /// Signs in as the apps do in a crowd: answered 503 `server_busy`, comes back after its
+    /// `Retry-After` plus up to half as much again at random, until let in. How many times it
+    /// was told to come back.
+    pub async fn login_when_free(&self, username: &str) -> Result<u64> {
+        let mut busy = 0;
+        loop {
+            let response = self
+                .http
+                .post(format!("{}/api/login", self.base))
+                .json(
+                    &json!({"username": username, "password": PASSWORD, "device": "invigil-bench"}),
+                )
+                .send()
+                .await?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(busy);
+            }
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<f64>().ok());
+            match (status, retry_after) {
+                (reqwest::StatusCode::SERVICE_UNAVAILABLE, Some(seconds)) => {
+                    busy += 1;
+                    let jitter = rand::random::<f64>() * seconds / 2.0;
+                    tokio::time::sleep(Duration::from_secs_f64(seconds + jitter)).await;
+                }
+                _ => bail!(
+                    "signing in {username}: {status} {}",
+                    response.text().await.unwrap_or_default()
+                ),
+            }
+        }
     }
 
     /// Signs in every one of `usernames`, a few at a time.

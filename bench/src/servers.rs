@@ -125,6 +125,8 @@ pub struct InvigilOptions {
     pub heartbeat_ms: u64,
     /// The bootstrap admin, `user:password`.
     pub admin: String,
+    /// More flags.
+    pub extra: Vec<String>,
 }
 
 impl Server {
@@ -141,7 +143,9 @@ impl Server {
                 &options.heartbeat_ms.to_string(),
             ]
             .map(str::to_owned)
-            .to_vec(),
+            .into_iter()
+            .chain(options.extra.iter().cloned())
+            .collect(),
             env: vec![
                 ("INVIGIL_LOG".into(), "warn".into()),
                 ("INVIGIL_BOOTSTRAP_ADMIN".into(), options.admin.clone()),

@@ -115,6 +115,10 @@ pub enum Command {
         /// For how long.
         duration_ms: u64,
     },
+    /// From now on, note how late each socket's `HEARTBEAT`s arrive and which sockets are lost.
+    Watch,
+    /// Stops watching and answers with what was noted.
+    Watched,
     /// Answers with the traffic counted so far.
     Counters,
     /// Closes every socket.
@@ -173,6 +177,14 @@ pub enum Reply {
         failed: u64,
         /// Each request's time to its answer, in µs.
         latencies_us: Vec<u32>,
+    },
+    /// After `Watched`.
+    Watched {
+        /// For each `HEARTBEAT` received while watching: how much later than one period after
+        /// the socket's previous one it came, in µs (0 when on time).
+        lateness_us: Vec<u32>,
+        /// Sockets lost while watching.
+        lost: u64,
     },
     /// After `Counters`.
     Counters(Traffic),

@@ -75,6 +75,10 @@ struct Tally {
     unacknowledged: usize,
     /// Per student: the highest revision acknowledged and sent.
     revisions: Vec<(u64, u64)>,
+    /// Whether heartbeats and losses are being noted (`Watch`), and what was noted.
+    watching: bool,
+    lateness_us: Vec<u32>,
+    lost_watching: u64,
 }
 
 /// What the students of a worker share.
@@ -98,6 +102,8 @@ struct Student {
     seen_generation: u64,
     /// The save kept until acknowledged: its revision and frame.
     pending: Option<(u64, String)>,
+    /// When the connection's last `HEARTBEAT` arrived (monotonic ns).
+    last_beat_ns: Option<u64>,
     /// The last loop and round started, so that a reconnection does not start them again.
     seen_loop: Option<Arc<LoopSpec>>,
     seen_once: Option<Arc<OnceSpec>>,
@@ -144,9 +150,13 @@ impl Student {
                 }
                 Exit::Lost => {
                     let index = self.index;
+                    self.last_beat_ns = None;
                     self.crowd.tally.send_modify(|t| {
                         t.lost += 1;
                         t.lost_now[index] = true;
+                        if t.watching {
+                            t.lost_watching += 1;
+                        }
                     });
                     match self.reconnect().await {
                         Some(again) => {
@@ -277,6 +287,7 @@ impl Student {
                         Incoming::Ack { revision } => Some((revision, true)),
                         Incoming::Rejected { revision } => Some((revision, false)),
                         Incoming::Heartbeat => {
+                            self.note_beat();
                             beat.reset();
                             if send_text(ws, &meter, student::HEARTBEAT.to_owned()).await.is_err() {
                                 return Exit::Lost;
@@ -311,6 +322,23 @@ impl Student {
                     }
                 }
             }
+        }
+    }
+
+    /// Notes how late a `HEARTBEAT` is: the time since the previous one beyond one period.
+    fn note_beat(&mut self) {
+        let at = now_ns();
+        let period = u64::try_from(self.crowd.heartbeat.as_nanos()).unwrap_or(u64::MAX);
+        if let Some(last) = self.last_beat_ns.replace(at) {
+            let late_us = u32::try_from(at.saturating_sub(last).saturating_sub(period) / 1000)
+                .unwrap_or(u32::MAX);
+            // Nobody waits on these: never wake the command handlers for them.
+            self.crowd.tally.send_if_modified(|t| {
+                if t.watching {
+                    t.lateness_us.push(late_us);
+                }
+                false
+            });
         }
     }
 
@@ -584,6 +612,25 @@ impl Worker {
                 let meter = self.meter.clone();
                 Ok(poll(addr, source, students, path, duration_ms, meter).await)
             }
+            Command::Watch => {
+                self.crowd()?.tally.send_modify(|t| {
+                    t.watching = true;
+                    t.lateness_us.clear();
+                    t.lost_watching = 0;
+                });
+                Ok(Reply::Armed)
+            }
+            Command::Watched => {
+                let mut reply = Reply::Armed;
+                self.crowd()?.tally.send_modify(|t| {
+                    t.watching = false;
+                    reply = Reply::Watched {
+                        lateness_us: std::mem::take(&mut t.lateness_us),
+                        lost: t.lost_watching,
+                    };
+                });
+                Ok(reply)
+            }
             Command::Counters => Ok(Reply::Counters(self.meter.traffic())),
             Command::Disconnect => {
                 self.disconnect().await;
@@ -639,6 +686,7 @@ impl Worker {
                 last_revision: 0,
                 seen_generation: 0,
                 pending: None,
+                last_beat_ns: None,
                 seen_loop: None,
                 seen_once: None,
             };

@@ -109,8 +109,28 @@ fn every_scenario_runs_and_measures_every_student() {
         polling.push.messages > 0 && polling.push.bytes > 0,
         "{polling:?}"
     );
+    // Every student of the burst got in (some after server_busy), no held socket was lost, the
+    // memory figures were read, and every bad sign-in of the hostile wave was answered.
+    let burst = &results.burst[0].runs[0];
+    assert_eq!((burst.students, burst.background), (30, 40), "{burst:?}");
+    assert_eq!((burst.failed, burst.lost), (0, 0), "{burst:?}");
+    assert!(
+        burst.peak >= burst.rss_idle && burst.settled > 0,
+        "{burst:?}"
+    );
+    assert!(burst.heartbeat_late.count > 0, "{burst:?}");
+    let hostile = &burst.hostile;
+    assert_eq!(hostile.answered.values().sum::<usize>(), 200, "{hostile:?}");
+    assert!(
+        hostile
+            .answered
+            .keys()
+            .all(|status| [401, 429, 503].contains(status)),
+        "only the contract's refusals: {hostile:?}"
+    );
     let report = std::fs::read_to_string(work.path().join("report.md")).unwrap();
     assert!(report.contains("### Fan-out") && report.contains("### Reconnection storm"));
+    assert!(report.contains("### Sign-in burst"));
 
     if peers {
         let png = work.path().join("fanout.png");

@@ -1,13 +1,17 @@
 //! The application state shared by every handler, and the router built from it (separately from
 //! serving, so that tests can drive it).
 
-use crate::auth::Throttle;
+use crate::auth::hashing::Hashing;
+use crate::auth::throttle::Throttle;
 use crate::config::Config;
+use crate::http::Routes;
 use crate::live::hub::Hub;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::{console, http, live};
 use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
 use axum::routing::get;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +47,8 @@ pub struct Services {
     pub config: Arc<Config>,
     /// Sign-in throttling.
     pub throttle: Arc<Throttle>,
+    /// The one pool that hashes and verifies passwords.
+    pub hashing: Hashing,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Cancelled when the server starts shutting down.
@@ -51,12 +57,52 @@ pub struct Services {
     pub tasks: TaskTracker,
 }
 
-/// The whole HTTP surface.
+/// The whole HTTP surface. With an https `--public-url`, every answer tells browsers to keep to
+/// https (HSTS).
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/api/ws", get(live::ws::upgrade))
-        .route("/api/events", get(live::sse::events))
-        .merge(console::router())
+    let https = state.config.public_url.as_ref().is_some_and(|u| u.https());
+    let router = live_routes()
+        .merge(console::routes())
+        .into_router()
         .merge(http::router())
+        .with_state(state);
+    if https {
+        router.layer(axum::middleware::map_response(strict_transport_security))
+    } else {
+        router
+    }
+}
+
+/// The live connections' routes.
+fn live_routes() -> Routes {
+    Routes::new()
+        .get("/api/ws", live::ws::upgrade)
+        .get("/api/events", live::sse::events)
+}
+
+/// Every route [`app`] serves, method and path: what the authorization matrix test walks.
+pub fn routes() -> Vec<(axum::http::Method, &'static str)> {
+    live_routes()
+        .merge(console::routes())
+        .merge(http::routes())
+        .table()
+        .to_vec()
+}
+
+/// A year: browsers that saw the server over https keep to https for that long.
+const HSTS: &str = "max-age=31536000";
+
+async fn strict_transport_security(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static(HSTS),
+    );
+    response
+}
+
+/// `GET /metrics` alone, without authentication, for `--metrics-listen`.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(http::render_metrics))
         .with_state(state)
 }

@@ -6,6 +6,7 @@
 //! requests, but its open live connections hear of it only when they reconnect (a revocation from
 //! here ends a session for every later request, not an open socket: use the console for that).
 
+use crate::auth::hashing::Hashing;
 use crate::config::DatabaseUrl;
 use crate::domain::{Password, Username, display_name, new_id};
 use crate::files;
@@ -250,7 +251,9 @@ async fn run_users(store: &dyn Store, command: UsersCommand) -> anyhow::Result<(
                 display_name: display_name(name, &username)?,
                 username: username.as_str().to_owned(),
                 role: role.into(),
-                password_hash: crate::auth::hash_password(password.expose().to_owned()).await?,
+                password_hash: Hashing::per_cpu()
+                    .hash(password.expose().to_owned())
+                    .await?,
             };
             let user = store.create_account(account).await?;
             println!("created {} ({})", user.username, user.role.as_str());
@@ -262,7 +265,7 @@ async fn run_users(store: &dyn Store, command: UsersCommand) -> anyhow::Result<(
         UsersCommand::Import { file } => {
             let bytes = read_input(&file)?;
             let text = String::from_utf8(bytes).context("the file is not UTF-8 text")?;
-            match import_roster(store, &text).await {
+            match import_roster(store, &Hashing::per_cpu(), &text).await {
                 Ok(created) => {
                     for user in &created {
                         println!("created {}", user.username);
@@ -288,6 +291,7 @@ async fn run_users(store: &dyn Store, command: UsersCommand) -> anyhow::Result<(
             let shown = generated.then(|| password.clone());
             let done = reset(
                 store,
+                &Hashing::per_cpu(),
                 &username,
                 password,
                 !keep_sessions,

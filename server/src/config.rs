@@ -88,6 +88,72 @@ pub struct Config {
         global = true
     )]
     pub log_format: LogFormat,
+
+    /// With `--trust-forwarded-for`: how many proxies in front of the server append to
+    /// `X-Forwarded-For`; the client is the address the farthest of them saw.
+    #[arg(long, env = "INVIGIL_TRUSTED_PROXY_HOPS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub trusted_proxy_hops: u8,
+
+    /// Password hashes and verifications run at once, server-wide (default: the number of CPUs).
+    #[arg(long, env = "INVIGIL_MAX_HASHING", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub max_hashing: Option<u16>,
+
+    /// How long a sign-in may wait for a hashing worker before it is answered `server_busy`, in
+    /// milliseconds (the contract's 10 s; lower only in tests).
+    #[arg(
+        long,
+        env = "INVIGIL_SIGN_IN_WAIT_LIMIT_MS",
+        default_value_t = 10_000,
+        hide = true
+    )]
+    pub sign_in_wait_limit_ms: u64,
+
+    /// A network whose addresses are exempt from per-address limits (a room of students behind
+    /// one address), as CIDR, e.g. 10.1.0.0/16 (repeatable).
+    #[arg(
+        long = "exam-network",
+        env = "INVIGIL_EXAM_NETWORKS",
+        value_delimiter = ','
+    )]
+    pub exam_networks: Vec<ipnet::IpNet>,
+
+    /// The URL people reach the server at, e.g. `https://exams.example.org`: its origin is the
+    /// server's own for the Origin check, and `https` marks the session cookie `Secure` and turns
+    /// on HSTS.
+    #[arg(long, env = "INVIGIL_PUBLIC_URL")]
+    pub public_url: Option<PublicUrl>,
+
+    /// Also serve `GET /metrics` without authentication on this address (a private network for
+    /// a scraper); on the main address it answers admins only.
+    #[arg(long, env = "INVIGIL_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Open connections at most, server-wide; past it new ones wait in the listen queue (default:
+    /// the open-file limit less a reserve for the database and logs).
+    #[arg(long, env = "INVIGIL_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+
+    /// Open connections at most from one address (an IPv6 /64); past it new ones are closed at
+    /// once. Exam networks are exempt; 0 means no limit.
+    #[arg(
+        long,
+        env = "INVIGIL_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 1024
+    )]
+    pub max_connections_per_address: u32,
+
+    /// How long a client may take to send a request's headers, in milliseconds (from the
+    /// connection's start, or from the first byte of a later request on a kept-alive connection).
+    #[arg(long, env = "INVIGIL_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub header_read_timeout_ms: u64,
+
+    /// How long a client may take to send a request's whole body, in milliseconds.
+    #[arg(long, env = "INVIGIL_BODY_READ_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub body_read_timeout_ms: u64,
+
+    /// How long a kept-alive connection may stay idle between requests, in milliseconds.
+    #[arg(long, env = "INVIGIL_KEEP_ALIVE_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub keep_alive_timeout_ms: u64,
 }
 
 impl Config {
@@ -107,7 +173,97 @@ impl Config {
             bootstrap_admin: None,
             trust_forwarded_for: false,
             log_format: LogFormat::Pretty,
+            trusted_proxy_hops: 1,
+            max_hashing: None,
+            sign_in_wait_limit_ms: 10_000,
+            exam_networks: Vec::new(),
+            public_url: None,
+            metrics_listen: None,
+            max_connections: None,
+            max_connections_per_address: 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 60_000,
+            keep_alive_timeout_ms: 60_000,
         }
+    }
+
+    /// The hashing workers: `--max-hashing`, or one per CPU.
+    pub fn hashing_workers(&self) -> usize {
+        self.max_hashing.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        )
+    }
+
+    /// How many proxies' `X-Forwarded-For` entries are trusted (`None`: the header is ignored).
+    pub fn forwarded_hops(&self) -> Option<usize> {
+        self.trust_forwarded_for
+            .then_some(usize::from(self.trusted_proxy_hops))
+    }
+}
+
+/// The URL the server is reached at (`--public-url`): its origin and whether it is https.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    origin: String,
+    https: bool,
+}
+
+impl PublicUrl {
+    /// `scheme://host[:port]`, as browsers send it in `Origin`.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Whether people reach the server over TLS.
+    pub fn https(&self) -> bool {
+        self.https
+    }
+}
+
+impl std::str::FromStr for PublicUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: &str| {
+            format!("`{s}` is not a public URL such as https://exams.example.org: {why}")
+        };
+        let (scheme, rest) = s.split_once("://").ok_or_else(|| bad("no scheme"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        let https = match scheme.as_str() {
+            "https" => true,
+            "http" => false,
+            _ => return Err(bad("use http or https")),
+        };
+        let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+        if !(path.is_empty() || path == "/") {
+            return Err(bad("give no path"));
+        }
+        if authority.is_empty() || authority.contains('@') {
+            return Err(bad("give a host and no user"));
+        }
+        let authority = authority.to_ascii_lowercase();
+        // The port, unless the host is a bare IPv6 address; the scheme's default is left out, as
+        // browsers leave it out of `Origin`.
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => (host, Some(port)),
+            _ => (authority.as_str(), None),
+        };
+        if host.is_empty() {
+            return Err(bad("give a host"));
+        }
+        let origin = match port {
+            Some(p) => {
+                let n: u16 = p.parse().map_err(|_| bad("the port is not a number"))?;
+                if n == if https { 443 } else { 80 } {
+                    format!("{scheme}://{host}")
+                } else {
+                    format!("{scheme}://{host}:{n}")
+                }
+            }
+            None => format!("{scheme}://{host}"),
+        };
+        Ok(Self { origin, https })
     }
 }
 
@@ -196,6 +352,34 @@ mod tests {
             DatabaseUrl::Postgres(_)
         ));
         assert!("mysql://h".parse::<DatabaseUrl>().is_err());
+    }
+
+    #[test]
+    fn a_public_url_gives_the_origin_browsers_send() {
+        let url: PublicUrl = "HTTPS://Exams.Example.org/".parse().unwrap();
+        assert_eq!(url.origin(), "https://exams.example.org");
+        assert!(url.https());
+        let url: PublicUrl = "http://10.0.0.5:8080".parse().unwrap();
+        assert_eq!(url.origin(), "http://10.0.0.5:8080");
+        assert!(!url.https());
+        assert_eq!(
+            "https://h:443".parse::<PublicUrl>().unwrap().origin(),
+            "https://h"
+        );
+        assert_eq!(
+            "http://[::1]:8080".parse::<PublicUrl>().unwrap().origin(),
+            "http://[::1]:8080"
+        );
+        for bad in [
+            "exams.example.org",
+            "ftp://h",
+            "https://h/exam",
+            "https://u@h",
+            "https://",
+            "http://h:x",
+        ] {
+            assert!(bad.parse::<PublicUrl>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -4,12 +4,10 @@
 //! Content-Security-Policy: scripts, styles and connections only from this server, no inline code,
 //! no framing.
 
-use crate::app::AppState;
-use axum::Router;
+use crate::http::Routes;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
@@ -55,10 +53,8 @@ static ASSETS: &[Asset] = assets! {
 };
 
 /// The routes of the console.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(page))
-        .route("/console/{file}", get(asset))
+pub fn routes() -> Routes {
+    Routes::new().get("/", page).get("/console/{file}", asset)
 }
 
 async fn page(headers: HeaderMap) -> Response {

@@ -38,6 +38,15 @@ impl fmt::Display for Username {
     }
 }
 
+/// A name given by a client, as logs show it: at most 64 characters (a longer one is cut and
+/// marked), so that nobody can fill the log with a name.
+pub fn loggable(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.char_indices().nth(64) {
+        None => name.into(),
+        Some((end, _)) => format!("{}…", &name[..end]).into(),
+    }
+}
+
 /// A password as given at account creation: not empty, at most 1024 bytes (argon2 input stays cheap).
 #[derive(Clone)]
 pub struct Password(String);
@@ -119,23 +128,42 @@ pub fn display_name(given: Option<String>, username: &Username) -> Result<String
     Ok(name)
 }
 
+/// The longest title, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+/// The most questions an evaluation may have.
+pub const MAX_QUESTIONS: usize = 500;
+/// The longest prompt, in bytes (64 KiB).
+pub const MAX_PROMPT_BYTES: usize = 64 * 1024;
+/// The most choices a choice question may have.
+pub const MAX_CHOICES: usize = 100;
+/// The longest choice label, in bytes (1 KiB).
+pub const MAX_LABEL_BYTES: usize = 1024;
+/// The most names an access list may hold.
+pub const MAX_ACCESS_LIST: usize = 50_000;
+
 /// A title: trimmed, 1 to 200 characters.
 pub fn title(text: &str) -> Result<String, Error> {
     let t = text.trim();
-    if t.is_empty() || t.chars().count() > 200 {
-        return Err(Error::bad_request(
-            "The title must be 1 to 200 characters long.",
-        ));
+    if t.is_empty() || t.chars().nth(MAX_TITLE_CHARS).is_some() {
+        return Err(Error::bad_request(format!(
+            "The title must be 1 to {MAX_TITLE_CHARS} characters long."
+        )));
     }
     Ok(t.to_owned())
 }
 
 /// Checks a professor's questions and gives each an id (`q1`, `q2`, … by position where none is set).
+/// Every size limit is checked before anything else, so that an oversized evaluation is refused
+/// naming the limit it broke, whatever else is wrong with it.
 pub fn questions(new: Vec<NewQuestion>) -> Result<Vec<Question>, Error> {
-    if new.len() > 500 {
-        return Err(Error::bad_request(
-            "An evaluation may have at most 500 questions.",
-        ));
+    if new.len() > MAX_QUESTIONS {
+        return Err(Error::bad_request(format!(
+            "An evaluation may have at most {MAX_QUESTIONS} questions; this one has {}.",
+            new.len()
+        )));
+    }
+    for (i, q) in new.iter().enumerate() {
+        check_sizes(i, q)?;
     }
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(new.len());
@@ -167,6 +195,33 @@ pub fn questions(new: Vec<NewQuestion>) -> Result<Vec<Question>, Error> {
         });
     }
     Ok(out)
+}
+
+/// The size limits of question `i` (0-based).
+fn check_sizes(i: usize, q: &NewQuestion) -> Result<(), Error> {
+    let n = i + 1;
+    if q.prompt.len() > MAX_PROMPT_BYTES {
+        return Err(Error::bad_request(format!(
+            "The prompt of question {n} is {} bytes; a prompt may be at most {MAX_PROMPT_BYTES} bytes (64 KiB).",
+            q.prompt.len()
+        )));
+    }
+    if let QuestionKind::Choice { choices } = &q.kind {
+        if choices.len() > MAX_CHOICES {
+            return Err(Error::bad_request(format!(
+                "Question {n} has {} choices; a question may have at most {MAX_CHOICES}.",
+                choices.len()
+            )));
+        }
+        if let Some(c) = choices.iter().position(|c| c.label.len() > MAX_LABEL_BYTES) {
+            return Err(Error::bad_request(format!(
+                "Choice {} of question {n} has a label of {} bytes; a label may be at most {MAX_LABEL_BYTES} bytes (1 KiB).",
+                c + 1,
+                choices[c].label.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check_choices(question: &str, choices: &[Choice]) -> Result<(), Error> {
@@ -226,6 +281,46 @@ mod tests {
     }
 
     #[test]
+    fn every_size_limit_of_an_evaluation_is_refused_naming_it() {
+        let text = |prompt: String| NewQuestion {
+            id: None,
+            prompt,
+            kind: QuestionKind::Text,
+        };
+        let choice = |count: usize, label: usize| NewQuestion {
+            id: None,
+            prompt: "p".into(),
+            kind: QuestionKind::Choice {
+                choices: (0..count)
+                    .map(|i| Choice {
+                        id: format!("c{i}"),
+                        label: "l".repeat(label),
+                    })
+                    .collect(),
+            },
+        };
+        let refused = |r: Result<Vec<Question>, Error>| r.unwrap_err().message();
+        assert!(questions(vec![text("p".repeat(MAX_PROMPT_BYTES))]).is_ok());
+        assert!(
+            refused(questions(vec![text("p".repeat(MAX_PROMPT_BYTES + 1))])).contains("64 KiB")
+        );
+        assert!(questions(vec![text("p".into()); MAX_QUESTIONS]).is_ok());
+        assert!(
+            refused(questions(vec![text("p".into()); MAX_QUESTIONS + 1])).contains("at most 500")
+        );
+        assert!(questions(vec![choice(MAX_CHOICES, MAX_LABEL_BYTES)]).is_ok());
+        assert!(refused(questions(vec![choice(MAX_CHOICES + 1, 1)])).contains("at most 100"));
+        assert!(refused(questions(vec![choice(2, MAX_LABEL_BYTES + 1)])).contains("1 KiB"));
+        assert!(title(&"t".repeat(MAX_TITLE_CHARS)).is_ok());
+        assert!(
+            title(&"t".repeat(MAX_TITLE_CHARS + 1))
+                .unwrap_err()
+                .message()
+                .contains("200")
+        );
+    }
+
+    #[test]
     fn choice_questions_need_two_distinct_choices() {
         let choice = |ids: &[&str]| NewQuestion {
             id: None,
@@ -243,6 +338,15 @@ mod tests {
         assert!(questions(vec![choice(&["a", "b"])]).is_ok());
         assert!(questions(vec![choice(&["a"])]).is_err());
         assert!(questions(vec![choice(&["a", "a"])]).is_err());
+    }
+
+    #[test]
+    fn names_in_logs_are_cut_at_64_characters() {
+        assert_eq!(loggable("alice"), "alice");
+        let long = "é".repeat(1000);
+        let shown = loggable(&long);
+        assert_eq!(shown.chars().count(), 65);
+        assert!(shown.ends_with('…'));
     }
 
     #[test]

@@ -64,6 +64,28 @@ impl Error {
         }
     }
 
+    /// 503 `server_busy` with its `Retry-After`: a sign-in would wait too long for hashing.
+    pub fn server_busy(retry_after_secs: u64) -> Self {
+        Error::Api {
+            code: ErrorCode::ServerBusy,
+            message: format!(
+                "The server is busy signing other people in; trying again in {retry_after_secs} seconds will work."
+            ),
+            retry_after: Some(retry_after_secs),
+        }
+    }
+
+    /// 429 `too_many_streams` with its `Retry-After`: the session holds every event stream it may.
+    pub fn too_many_streams(limit: usize, retry_after_secs: u64) -> Self {
+        Error::Api {
+            code: ErrorCode::TooManyStreams,
+            message: format!(
+                "This session already has {limit} event streams open; close one, or try again in {retry_after_secs} seconds."
+            ),
+            retry_after: Some(retry_after_secs),
+        }
+    }
+
     /// An internal failure with context.
     pub fn internal(message: impl std::fmt::Display) -> Self {
         Error::Internal(anyhow::anyhow!("{message}"))

@@ -12,6 +12,10 @@ use std::collections::HashMap;
 
 /// The largest number of accounts one roster may create.
 pub const MAX_ROSTER_LINES: usize = 20_000;
+/// The largest roster file, in bytes (4 MiB: far more than 20,000 lines need).
+pub const MAX_ROSTER_BYTES: usize = 4 * 1024 * 1024;
+/// The most faulty lines a refusal names one by one (the rest are counted).
+pub const MAX_LINE_ERRORS: usize = 100;
 
 /// One checked line of a student roster.
 #[derive(Debug, Clone)]
@@ -28,8 +32,18 @@ pub struct RosterLine {
 
 /// Reads a student roster: a CSV file whose header names the columns `username`, `password` and
 /// optionally `display_name` (in any order, any case; other columns are ignored). Every line is
-/// checked; any error rejects the whole file, with one message per faulty line.
+/// checked; any error rejects the whole file, with one message per faulty line (the first
+/// [`MAX_LINE_ERRORS`], then a count). At most [`MAX_ROSTER_BYTES`] and [`MAX_ROSTER_LINES`]
+/// students; reading stops at the first line past them. Linear in the file's size.
 pub fn parse_roster(text: &str) -> Result<Vec<RosterLine>, Vec<LineError>> {
+    if text.len() > MAX_ROSTER_BYTES {
+        return Err(vec![LineError {
+            line: 1,
+            message: format!(
+                "A roster may be at most {MAX_ROSTER_BYTES} bytes (4 MiB); split the file."
+            ),
+        }]);
+    }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
@@ -52,29 +66,30 @@ pub fn parse_roster(text: &str) -> Result<Vec<RosterLine>, Vec<LineError>> {
     let mut lines = Vec::new();
     let mut errors = Vec::new();
     let mut seen: HashMap<String, u64> = HashMap::new();
-    // The line a record starts on, counted from its byte offset (the reader's own line count
-    // leaves out the blank lines it skips).
-    let line_at = |byte: u64| {
-        let bytes = text.as_bytes();
-        let mut end = usize::try_from(byte).unwrap_or(usize::MAX).min(bytes.len());
-        while end < bytes.len() && matches!(bytes[end], b'\n' | b'\r') {
-            end += 1;
-        }
-        1 + bytes[..end].iter().filter(|b| **b == b'\n').count() as u64
-    };
+    let mut lines_before = LineCounter::new(text.as_bytes());
+    let mut skipped_errors = 0usize;
     for record in reader.records() {
+        if lines.len() > MAX_ROSTER_LINES {
+            break;
+        }
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map_or(0, |p| line_at(p.byte()));
-                errors.push(LineError {
-                    line,
-                    message: format!("This line cannot be read: {e}."),
-                });
+                let line = e.position().map_or(0, |p| lines_before.line_at(p.byte()));
+                if errors.len() < MAX_LINE_ERRORS {
+                    errors.push(LineError {
+                        line,
+                        message: format!("This line cannot be read: {e}."),
+                    });
+                } else {
+                    skipped_errors += 1;
+                }
                 continue;
             }
         };
-        let line = record.position().map_or(0, |p| line_at(p.byte()));
+        let line = record
+            .position()
+            .map_or(0, |p| lines_before.line_at(p.byte()));
         if record.iter().all(str::is_empty) {
             continue;
         }
@@ -113,11 +128,18 @@ pub fn parse_roster(text: &str) -> Result<Vec<RosterLine>, Vec<LineError>> {
                     display_name,
                     password,
                 }),
-            _ => errors.push(LineError {
+            _ if errors.len() < MAX_LINE_ERRORS => errors.push(LineError {
                 line,
                 message: problems.join(" "),
             }),
+            _ => skipped_errors += 1,
         }
+    }
+    if skipped_errors > 0 {
+        errors.push(LineError {
+            line: 0,
+            message: format!("And {skipped_errors} more faulty lines."),
+        });
     }
     if lines.len() > MAX_ROSTER_LINES {
         errors.push(LineError {
@@ -137,6 +159,44 @@ pub fn parse_roster(text: &str) -> Result<Vec<RosterLine>, Vec<LineError>> {
         Ok(lines)
     } else {
         Err(errors)
+    }
+}
+
+/// Line numbers of byte offsets met in rising order, counted once over the text: linear, where
+/// counting from the start for every record was quadratic in the number of lines.
+struct LineCounter<'a> {
+    bytes: &'a [u8],
+    /// How far newlines are counted, and how many were before it.
+    at: usize,
+    newlines: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            at: 0,
+            newlines: 0,
+        }
+    }
+
+    /// The line a record starting at `byte` is on (1 is the first). The reader's own line count
+    /// leaves out the blank lines it skips, so records are placed by their offset, past the line
+    /// breaks that precede them.
+    fn line_at(&mut self, byte: u64) -> u64 {
+        let bytes = self.bytes;
+        let mut end = usize::try_from(byte).unwrap_or(usize::MAX).min(bytes.len());
+        while end < bytes.len() && matches!(bytes[end], b'\n' | b'\r') {
+            end += 1;
+        }
+        if end < self.at {
+            // Not in rising order (never, from one reader): count afresh.
+            self.at = 0;
+            self.newlines = 0;
+        }
+        self.newlines += bytes[self.at..end].iter().filter(|b| **b == b'\n').count() as u64;
+        self.at = end;
+        1 + self.newlines
     }
 }
 
@@ -323,6 +383,8 @@ pub fn parse_device_export(
         .unwrap_or_else(|| "an unnamed device".to_owned());
     let mut skipped = Vec::new();
     let mut best: Vec<ImportedAnswer> = Vec::new();
+    // Where each question's best answer is in `best`: one look-up per answer, whatever the file.
+    let mut best_of: HashMap<String, usize> = HashMap::new();
     for a in file.answers {
         let skip = |reason: String| ImportSkipped {
             evaluation_id: a.evaluation_id.clone(),
@@ -352,11 +414,11 @@ pub fn parse_device_export(
             content: a.content,
             edited_at: a.edited_at,
         };
-        match best
-            .iter()
-            .position(|b| b.question_id == answer.question_id)
-        {
-            None => best.push(answer),
+        match best_of.get(&answer.question_id).copied() {
+            None => {
+                best_of.insert(answer.question_id.clone(), best.len());
+                best.push(answer);
+            }
             Some(i) => {
                 let (newer, older) = if answer.revision > best[i].revision {
                     (answer, best[i].clone())
@@ -436,6 +498,55 @@ mod tests {
         let errors = parse_roster("name,pass\nalice,pw\n").unwrap_err();
         assert_eq!(errors[0].line, 1);
         assert!(parse_roster("username,password\n").is_err());
+    }
+
+    fn roster(lines: usize) -> String {
+        let mut text = String::from("username,password\n");
+        for i in 0..lines {
+            text.push_str(&format!("s{i},pw\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn a_roster_over_the_line_limit_is_refused_naming_it() {
+        assert_eq!(
+            parse_roster(&roster(MAX_ROSTER_LINES)).unwrap().len(),
+            MAX_ROSTER_LINES
+        );
+        let errors = parse_roster(&roster(MAX_ROSTER_LINES + 5)).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.message.contains("at most 20000")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_roster_over_the_byte_limit_is_refused_before_it_is_read() {
+        let text = format!(
+            "username,password\nalice,{}\n",
+            "p".repeat(MAX_ROSTER_BYTES)
+        );
+        let errors = parse_roster(&text).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].message.contains("4 MiB"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_roster_of_faulty_lines_names_the_first_hundred_and_counts_the_rest() {
+        let mut text = String::from("username,password\n");
+        for _ in 0..250 {
+            text.push_str("bad name,pw\n");
+        }
+        let errors = parse_roster(&text).unwrap_err();
+        assert_eq!(errors.len(), MAX_LINE_ERRORS + 1);
+        assert_eq!(errors[0].line, 2);
+        assert_eq!(errors[99].line, 101);
+        assert!(
+            errors[100].message.contains("150 more"),
+            "{:?}",
+            errors[100]
+        );
     }
 
     #[test]

@@ -10,9 +10,12 @@
 //! backup        backup and restore of a SQLite database, safe while the server runs
 //! console       the staff console (ui/console/), embedded, served at /
 //! server        bind (listen backlog 4096), run, graceful shutdown
+//! transport     the accept loop: connection caps, read timeouts for slow clients, HTTP/1.1
+//!               with upgrades, generic over the stream (the seam for TLS)
 //! app           AppState and the router
 //! http/         the JSON API: accounts, evaluations, answers (+ the ApiJson extractor)
-//! auth          passwords (argon2id), tokens (only hashes stored), throttling, the Caller extractor
+//! auth/         tokens (only hashes stored), the Caller extractor, origins; hashing (the one
+//!               bounded argon2id pool), throttle (sign-in limits, counted before hashing)
 //! live/         the socket and SSE: event (what a commit means), hub (registry + dispatcher),
 //!               conn (welcome, snapshot, events, heartbeats), ws, sse
 //! store/        the storage interface, its rules, and the SQLite engine (group commit)
@@ -42,6 +45,7 @@ pub mod live;
 pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod transport;
 
 pub use app::{AppState, app};
 pub use config::Config;

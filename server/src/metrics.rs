@@ -30,6 +30,13 @@ pub struct Metrics {
     pub blocks: Counter,
     /// Sessions revoked.
     pub invalidations: Counter,
+    hashing_waiting: Gauge,
+    hashing_running: Gauge,
+    hashing_memory: Gauge,
+    /// Open HTTP connections on the main address (upgraded sockets included).
+    pub http_connections: Gauge,
+    /// Connections closed at once because their address held as many as it may.
+    pub connections_refused: Counter,
 }
 
 impl Metrics {
@@ -74,6 +81,34 @@ impl Metrics {
             "Sessions revoked",
             invalidations.clone(),
         );
+        let (hashing_waiting, hashing_running, hashing_memory) =
+            (Gauge::default(), Gauge::default(), Gauge::default());
+        registry.register(
+            "hashing_waiting",
+            "Password hashes and verifications waiting for a worker",
+            hashing_waiting.clone(),
+        );
+        registry.register(
+            "hashing_running",
+            "Password hashes and verifications running",
+            hashing_running.clone(),
+        );
+        registry.register(
+            "hashing_memory_bytes",
+            "Argon2 memory held by the hashing workers",
+            hashing_memory.clone(),
+        );
+        let (http_connections, connections_refused) = (Gauge::default(), Counter::default());
+        registry.register(
+            "http_connections",
+            "Open HTTP connections, upgraded sockets included",
+            http_connections.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at once: their address held as many as it may",
+            connections_refused.clone(),
+        );
         Self {
             registry,
             open,
@@ -83,7 +118,20 @@ impl Metrics {
             sign_ins,
             blocks,
             invalidations,
+            hashing_waiting,
+            hashing_running,
+            hashing_memory,
+            http_connections,
+            connections_refused,
         }
+    }
+
+    /// The hashing pool's state, set before each rendering.
+    pub fn hashing(&self, waiting: usize, running: usize, memory_kib: u64) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.hashing_waiting.set(gauge(waiting as u64));
+        self.hashing_running.set(gauge(running as u64));
+        self.hashing_memory.set(gauge(memory_kib * 1024));
     }
 
     fn gauge(&self, kind: ConnKind) -> Gauge {

@@ -1,17 +1,19 @@
-//! Serving: bind with a deep listen queue, start the store, the hub and the router, and shut down
-//! in order: stop accepting, let every connection finish the saves it started and close with
-//! 1001, then let the store commit every pending write.
+//! Serving: bind with a deep listen queue, start the store, the hub, the hashing pool and the
+//! router, serve them through [`crate::transport`] (and the metrics on their own address if
+//! asked), and shut down in order: stop accepting, let every connection finish the saves it
+//! started and close with 1001, then let the store commit every pending write.
 
-use crate::app::{AppState, Services, app};
-use crate::auth::Throttle;
+use crate::app::{AppState, Services, app, metrics_app};
+use crate::auth::hashing::Hashing;
+use crate::auth::throttle::Throttle;
 use crate::config::Config;
 use crate::http::accounts::create_account;
 use crate::live::event::Bus;
 use crate::live::hub::Hub;
 use crate::metrics::Metrics;
+use crate::transport::{self, Limits, Plain};
 use crate::{demo, store};
 use anyhow::Context as _;
-use axum::serve::ListenerExt;
 use invigil_protocol::Role;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,6 +27,8 @@ use tokio_util::task::TaskTracker;
 const BACKLOG: u32 = 4096;
 /// How long shutdown waits for connections to finish their saves and close.
 const DRAIN_LIMIT: Duration = Duration::from_secs(20);
+/// How often the sign-in throttle forgets what has left its window.
+const THROTTLE_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Binds the listening socket with a listen queue of [`BACKLOG`].
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -49,11 +53,25 @@ pub async fn run(
     let store = store::open(&config.database, bus, config.heartbeat()).await?;
     let hub = Hub::new(metrics.clone());
     let dispatcher = tokio::spawn(hub.clone().dispatch(events));
+    let hashing = Hashing::new(
+        config.hashing_workers(),
+        Duration::from_millis(config.sign_in_wait_limit_ms),
+    );
+    // The mean time of a hash is known before the first sign-in is judged by it.
+    hashing.warm_up().await?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => {
+            Some(bind(addr).with_context(|| format!("while binding --metrics-listen {addr}"))?)
+        }
+        None => None,
+    };
+    let limits = Limits::of(&config);
     let state = AppState::new(Services {
         store: store.clone(),
         hub,
         config: Arc::new(config),
         throttle: Arc::new(Throttle::new()),
+        hashing,
         metrics,
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
@@ -73,14 +91,41 @@ pub async fn run(
             hub.stop_all();
         }
     });
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
+    tokio::spawn({
+        let (throttle, token) = (state.throttle.clone(), token.clone());
+        async move {
+            let mut every = tokio::time::interval(THROTTLE_SWEEP_EVERY);
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    _ = every.tick() => throttle.sweep(std::time::Instant::now()),
+                }
+            }
+        }
     });
-    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(token.clone().cancelled_owned())
-        .await
-        .context("while serving")?;
+    let scraped = metrics_listener.map(|listener| {
+        tracing::info!(address = ?listener.local_addr().ok(), "serving /metrics without authentication");
+        tokio::spawn(transport::serve(
+            Plain(listener),
+            metrics_app(state.clone()),
+            limits.clone(),
+            None,
+            token.clone(),
+            DRAIN_LIMIT,
+        ))
+    });
+    transport::serve(
+        Plain(listener),
+        app(state.clone()),
+        limits,
+        Some(state.metrics.clone()),
+        token.clone(),
+        DRAIN_LIMIT,
+    )
+    .await;
+    if let Some(scraped) = scraped {
+        let _ = scraped.await;
+    }
 
     state.tasks.close();
     if tokio::time::timeout(DRAIN_LIMIT, state.tasks.wait())

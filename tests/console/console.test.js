@@ -288,3 +288,33 @@ test('a second tab of the same session takes the socket and the first stays live
   assert.deepEqual(first.problems, []);
   await first.context().close();
 });
+
+test('a sign-in the server is too busy for shows a countdown and is tried again on its own', async () => {
+  await createUser(server.base, 'prof4', 'professor', 'Prof Four');
+  const page = await openPage();
+  // The first sign-in meets a server busy with a room signing in (503 `server_busy`, as the
+  // contract answers when a sign-in would wait too long for hashing); the next reaches it.
+  let refused = 0;
+  await page.route('**/api/login', async (route) => {
+    if (refused === 0) {
+      refused += 1;
+      await route.fulfill({
+        status: 503,
+        headers: { 'Retry-After': '1', 'Content-Type': 'application/json' },
+        body: JSON.stringify({ error: { code: 'server_busy', message: 'The server is busy.' } }),
+      });
+    } else {
+      await route.continue();
+    }
+  });
+  await page.getByLabel('Username').fill('prof4');
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByText(/^The server is busy, trying again in \d+ s\.$/).waitFor();
+  await shot(page, 'sign-in-busy');
+  // Nobody clicks again: the console tries once more by itself and is signed in.
+  await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+  assert.equal(refused, 1);
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});

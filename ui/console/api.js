@@ -1,13 +1,15 @@
 // The JSON API, signed in by the session cookie (HttpOnly, SameSite=Strict): the browser sends it
 // and the page's own Origin, which the server checks on every change.
 
-/** An error answered by the server, with the contract's code and sentence. */
+/** An error answered by the server, with the contract's code and sentence, and the seconds its
+ *  `Retry-After` asks to wait (null without one). */
 export class ApiError extends Error {
-  constructor(status, code, message, lines) {
+  constructor(status, code, message, lines, retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
     this.lines = lines ?? [];
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -46,11 +48,13 @@ export async function api(method, path, body, { quietAuth = false } = {}) {
   }
   if (!response.ok) {
     const detail = data?.error;
+    const retryAfter = Number.parseInt(response.headers.get('Retry-After') ?? '', 10);
     const error = new ApiError(
       response.status,
       detail?.code ?? 'error',
       detail?.message ?? `The server answered ${response.status} ${response.statusText}.`,
       detail?.lines,
+      retryAfter > 0 ? retryAfter : null,
     );
     if (ENDED.has(error.code) && !quietAuth) sessionEnded(error);
     throw error;

@@ -29,9 +29,31 @@ function signInScreen(reason) {
     reason ? h('p', { class: 'hint', text: reason }) : null,
     userField, passField, messages.el,
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', text: 'Sign in' })));
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    messages.clear();
+  // A busy server (503 `server_busy`, many people signing in at once) is asked again on its own
+  // after its Retry-After, plus a random share of it so that a room does not come back at once;
+  // the countdown shows meanwhile, and a new submit or an edit cancels it.
+  let retry = null;
+  const cancelRetry = () => {
+    clearInterval(retry);
+    retry = null;
+  };
+  const retryWhenFree = (seconds) => {
+    const base = Math.max(1, seconds ?? 5);
+    const due = Date.now() + (base + Math.random() * base * 0.5) * 1000;
+    const show = () => {
+      const left = Math.max(0, Math.ceil((due - Date.now()) / 1000));
+      if (left === 0) {
+        cancelRetry();
+        signIn();
+        return;
+      }
+      messages.wait(`The server is busy, trying again in ${left} s.`);
+    };
+    cancelRetry();
+    retry = setInterval(show, 250);
+    show();
+  };
+  const signIn = async () => {
     try {
       const login = await api('POST', '/api/login', {
         username: username.value.trim(),
@@ -45,7 +67,20 @@ function signInScreen(reason) {
       }
       start(login.user);
     } catch (e) {
-      messages.error(e.message);
+      if (e.code === 'server_busy') retryWhenFree(e.retryAfter);
+      else messages.error(e.message);
+    }
+  };
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    cancelRetry();
+    messages.clear();
+    signIn();
+  });
+  form.addEventListener('input', () => {
+    if (retry) {
+      cancelRetry();
+      messages.clear();
     }
   });
   replace(main, form);

@@ -77,6 +77,11 @@ export function messageArea() {
       replace(el, h('p', { text }));
       el.hidden = false;
     },
+    wait(text) {
+      el.className = 'message wait';
+      replace(el, h('p', { text }));
+      el.hidden = false;
+    },
     clear() {
       el.hidden = true;
       el.replaceChildren();

@@ -1,32 +1,35 @@
 //! Accounts and sessions: create users, sign in and out, who am I, revoke.
 
-use super::ApiJson;
+use super::{ApiJson, Routes};
 use crate::app::AppState;
-use crate::auth::{
-    COOKIE, Caller, foreign_origin, hash_password, new_token, token_hash, verify_password,
-};
-use crate::domain::{Password, Username, display_name, new_id};
+use crate::auth::throttle::{client_address, in_exam_network};
+use crate::auth::{Caller, foreign_origin, new_token, session_cookie, token_hash};
+use crate::domain::{Password, Username, display_name, loggable, new_id};
 use crate::error::{Error, Result};
 use crate::store::{NewAccount, SignIn};
+use axum::Json;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use invigil_protocol::{
-    CreateUser, ErrorCode, InvalidationReason, LoginRequest, LoginResponse, Role, Timestamp, User,
+    CreateUser, ErrorCode, InvalidationReason, LoginRequest, LoginResponse, Role, User,
 };
-use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::net::SocketAddr;
+
+/// The longest username a sign-in may name, in characters: longer (or empty) is refused before
+/// anything else.
+pub const MAX_USERNAME_CHARS: usize = 64;
+/// The longest password an account can have, in bytes: a longer one cannot match and is not hashed.
+const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/users", post(create_user))
-        .route("/api/users/{username}/revoke", post(revoke))
-        .route("/api/login", post(login))
-        .route("/api/logout", post(logout))
-        .route("/api/me", get(me))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/api/users", create_user)
+        .post("/api/users/{username}/revoke", revoke)
+        .post("/api/login", login)
+        .post("/api/logout", logout)
+        .get("/api/me", me)
 }
 
 /// Refuses anyone but an admin.
@@ -49,7 +52,7 @@ pub async fn create_account(
     let username = Username::parse(username)?;
     let password = Password::parse(password)?;
     let display_name = display_name(name, &username)?;
-    let password_hash = hash_password(password.expose().to_owned()).await?;
+    let password_hash = state.hashing.hash(password.expose().to_owned()).await?;
     state
         .store
         .create_account(NewAccount {
@@ -62,7 +65,7 @@ pub async fn create_account(
         .await
 }
 
-#[tracing::instrument(skip_all, fields(username = %body.username, role = ?body.role))]
+#[tracing::instrument(skip_all, fields(username = %loggable(&body.username), role = ?body.role))]
 async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -81,79 +84,70 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-/// The address sign-ins are throttled by.
-fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    if state.config.trust_forwarded_for {
-        let forwarded = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok());
-        if let Some(ip) = forwarded {
-            return ip;
-        }
-    }
-    peer.ip()
-}
-
-fn behind_tls(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
-}
-
-#[tracing::instrument(skip_all, fields(username = %body.username, ip))]
+#[tracing::instrument(skip_all, fields(username, ip))]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Response> {
-    let ip = client_ip(&state, peer, &headers);
-    tracing::Span::current().record("ip", tracing::field::display(ip));
+    // Before anything else (no throttle entry, no hashing, no log of the name): a name that
+    // cannot be an account's.
+    let length = body.username.chars().take(MAX_USERNAME_CHARS + 1).count();
+    if length == 0 || length > MAX_USERNAME_CHARS {
+        return Err(Error::bad_request(format!(
+            "The username must be 1 to {MAX_USERNAME_CHARS} characters long."
+        )));
+    }
+    let config = &state.config;
+    let ip = client_address(peer.ip(), &headers, config.forwarded_hops());
+    let span = tracing::Span::current();
+    span.record("username", body.username.as_str());
+    span.record("ip", tracing::field::display(ip));
     // Login CSRF: another site's page must not sign a browser in (and set its cookie).
-    if foreign_origin(&headers, &state.config.allowed_origins) {
+    if foreign_origin(&headers, config) {
         return Err(Error::forbidden(
             "A sign-in from a web page must come from this server's own pages (Origin check).",
         ));
     }
-    // Behind several nodes the failures are counted in the database, so that the contract's
-    // limits hold whichever node a request reaches; a single node counts them in memory.
-    let (window, per_user, per_address) = state.throttle.limits();
-    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-    let address = ip.to_string();
-    let counted = state
-        .store
-        .recent_sign_in_failures(&address, &body.username, window_ms, per_user, per_address)
-        .await?;
-    let refused = match counted {
-        Some((for_user, for_address)) => {
-            state
-                .throttle
-                .check_counted(&for_user, &for_address, Timestamp::now().unix_ms())
+    // Counted before the password is checked, so that simultaneous guesses cannot pass the limits.
+    let exempt = in_exam_network(ip, &config.exam_networks);
+    let attempt = match state
+        .throttle
+        .admit(state.store.as_ref(), ip, exempt, &body.username)
+        .await
+    {
+        Ok(attempt) => attempt,
+        Err(refused) => {
+            tracing::warn!("sign-in refused: too many failures");
+            return Err(refused);
         }
-        None => state.throttle.check(ip, &body.username, Instant::now()),
     };
-    if let Err(wait) = refused {
-        tracing::warn!("sign-in refused: too many failures");
-        return Err(Error::too_many_attempts(wait));
+    let checked = async {
+        let account = state.store.account(&body.username).await?;
+        let matched = if body.password.len() > MAX_PASSWORD_BYTES {
+            false
+        } else {
+            let hash = account.as_ref().map(|a| a.password_hash.clone());
+            state.hashing.verify(hash, body.password).await?
+        };
+        Ok::<_, Error>(account.filter(|_| matched))
     }
-    let account = state.store.account(&body.username).await?;
-    let hash = account.as_ref().map(|a| a.password_hash.clone());
-    if !verify_password(hash, body.password).await? {
-        state.throttle.fail(ip, &body.username, Instant::now());
-        state
-            .store
-            .record_sign_in_failure(&address, &body.username)
-            .await?;
+    .await;
+    let failed = matches!(checked, Ok(None));
+    // A failure stays counted; a success, or a check that never ran (busy), is taken back.
+    state
+        .throttle
+        .settle(state.store.as_ref(), attempt, failed)
+        .await?;
+    let Some(account) = checked? else {
         tracing::info!("sign-in failed");
         return Err(Error::api(
             ErrorCode::InvalidCredentials,
             "Wrong username or password.",
         ));
-    }
-    let user = account.expect("a verified password has an account").user;
+    };
+    let user = account.user;
     let device = body
         .device
         .map(|d| d.trim().chars().take(200).collect::<String>())
@@ -171,9 +165,7 @@ async fn login(
         .await?;
     state.metrics.sign_ins.inc();
     tracing::info!(user_id = %user.id, session_id = %session_id, revoked = revoked.len(), "signed in");
-    let secure = if behind_tls(&headers) { "; Secure" } else { "" };
-    let cookie =
-        format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=1209600{secure}");
+    let cookie = session_cookie(Some(&token), &headers, config);
     let mut response = Json(LoginResponse {
         token,
         session_id,
@@ -188,7 +180,11 @@ async fn login(
 }
 
 #[tracing::instrument(skip_all, fields(session_id = %caller.session.id))]
-async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response> {
+async fn logout(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response> {
     state
         .store
         .revoke_session(&caller.session, InvalidationReason::SignedOut)
@@ -196,7 +192,8 @@ async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Respons
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("invigil_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        HeaderValue::from_str(&session_cookie(None, &headers, &state.config))
+            .map_err(Error::internal)?,
     );
     Ok(response)
 }
@@ -205,18 +202,17 @@ async fn me(caller: Caller) -> Json<User> {
     Json(caller.session.user)
 }
 
-#[tracing::instrument(skip_all, fields(username = %username))]
+#[tracing::instrument(skip_all, fields(username = %loggable(&username)))]
 async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(username): Path<String>,
 ) -> Result<StatusCode> {
     require_admin(&caller)?;
-    let account = state
-        .store
-        .account(&username)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("There is no user `{username}`.")))?;
+    let account =
+        state.store.account(&username).await?.ok_or_else(|| {
+            Error::not_found(format!("There is no user `{}`.", loggable(&username)))
+        })?;
     let count = state
         .store
         .revoke_user(

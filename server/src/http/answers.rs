@@ -1,27 +1,26 @@
 //! Answers over HTTP: save one, read them back.
 
-use super::ApiJson;
 use super::evaluations::{eligible, owned};
+use super::{ApiJson, Routes};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::domain::{Revision, check_content};
 use crate::error::{Error, Result};
 use crate::store::NewAnswer;
+use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::routing::{get, put};
-use axum::{Json, Router};
 use invigil_protocol::{Answer, Role, SaveAck, SaveAnswer, StaffAnswer};
 use serde::Deserialize;
 use std::time::Instant;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/evaluations/{id}/answers", get(list))
-        .route("/api/evaluations/{id}/answers/{question_id}", put(save))
-        .route(
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/api/evaluations/{id}/answers", list)
+        .put("/api/evaluations/{id}/answers/{question_id}", save)
+        .get(
             "/api/evaluations/{id}/students/{username}/answers",
-            get(with_sources),
+            with_sources,
         )
 }
 

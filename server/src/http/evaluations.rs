@@ -1,42 +1,41 @@
 //! Evaluations: create, list, read, phases, end times, access lists, join, submit, participants,
 //! unblock and the audit log.
 
-use super::ApiJson;
+use super::{ApiJson, Routes};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::domain::{self, new_id};
 use crate::error::{Error, Result};
 use crate::files::AuditFilter;
 use crate::store::{EvaluationEdit, EvaluationRecord, NewEvaluation, rules};
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use invigil_protocol::{
     AccessList, AuditEntry, CreateEvaluation, EditEvaluation, EndsAtChange, Evaluation,
     EvaluationDetail, Participant, Participation, Phase, PhaseChange, Role, Unblock,
 };
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/evaluations", post(create).get(list))
-        .route("/api/evaluations/{id}", get(read).patch(edit))
-        .route("/api/evaluations/{id}/phase", post(set_phase))
-        .route("/api/evaluations/{id}/ends_at", put(set_ends_at))
-        .route(
-            "/api/evaluations/{id}/access",
-            put(set_access).get(read_access),
-        )
-        .route("/api/evaluations/{id}/join", post(join))
-        .route("/api/evaluations/{id}/submit", post(submit))
-        .route("/api/evaluations/{id}/participants", get(participants))
-        .route(
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/api/evaluations", create)
+        .get("/api/evaluations", list)
+        .get("/api/evaluations/{id}", read)
+        .patch("/api/evaluations/{id}", edit)
+        .post("/api/evaluations/{id}/phase", set_phase)
+        .put("/api/evaluations/{id}/ends_at", set_ends_at)
+        .put("/api/evaluations/{id}/access", set_access)
+        .get("/api/evaluations/{id}/access", read_access)
+        .post("/api/evaluations/{id}/join", join)
+        .post("/api/evaluations/{id}/submit", submit)
+        .get("/api/evaluations/{id}/participants", participants)
+        .post(
             "/api/evaluations/{id}/participants/{username}/unblock",
-            post(unblock),
+            unblock,
         )
-        .route("/api/evaluations/{id}/audit", get(audit))
+        .get("/api/evaluations/{id}/audit", audit)
 }
 
 fn require_staff(caller: &Caller) -> Result<()> {
@@ -177,6 +176,13 @@ async fn set_access(
     ApiJson(body): ApiJson<AccessList>,
 ) -> Result<Json<AccessList>> {
     owned(&state, &caller, &id).await?;
+    if body.students.len() > domain::MAX_ACCESS_LIST {
+        return Err(Error::bad_request(format!(
+            "An access list may hold at most {} names; this one has {}. Nothing was changed.",
+            domain::MAX_ACCESS_LIST,
+            body.students.len()
+        )));
+    }
     let mut wanted: Vec<String> = body.students.iter().map(|s| s.trim().to_owned()).collect();
     wanted.sort();
     wanted.dedup();
@@ -191,9 +197,11 @@ async fn set_access(
         .map(String::as_str)
         .collect();
     if !bad.is_empty() {
+        // Name them all, but no name longer than a username can be.
+        let named: Vec<_> = bad.iter().map(|n| domain::loggable(n)).collect();
         return Err(Error::bad_request(format!(
             "These are not students of this server: {}. Nothing was changed.",
-            bad.join(", ")
+            named.join(", ")
         )));
     }
     let students = state

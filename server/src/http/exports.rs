@@ -3,31 +3,24 @@
 //! answers reached the server.
 
 use super::evaluations::owned;
+use super::{ApiBytes, Routes};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::files::{self, AuditFilter};
-use axum::body::Bytes;
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use invigil_protocol::ImportReport;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/evaluations/{id}/exports/answers.csv",
-            get(answers_csv),
-        )
-        .route("/api/evaluations/{id}/exports/audit.csv", get(audit_csv))
-        .route(
-            "/api/evaluations/{id}/imports/answers",
-            post(import_answers),
-        )
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/api/evaluations/{id}/exports/answers.csv", answers_csv)
+        .get("/api/evaluations/{id}/exports/audit.csv", audit_csv)
+        .post("/api/evaluations/{id}/imports/answers", import_answers)
 }
 
 /// The audit filters of a query string, or a contract error naming what is wrong.
@@ -104,7 +97,7 @@ async fn import_answers(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<ImportReport>> {
     owned(&state, &caller, &id).await?;
     let (import, mut skipped) = files::parse_device_export(&body, &id)?;

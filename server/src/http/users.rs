@@ -1,20 +1,19 @@
 //! User administration for the console (admins): the list of users, importing a roster of
 //! students from CSV, and resetting a password.
 
-use super::ApiJson;
 use super::accounts::require_admin;
+use super::{ApiBytes, ApiJson, Routes};
 use crate::app::AppState;
-use crate::auth::{Caller, hash_password};
-use crate::domain::{Password, new_id};
+use crate::auth::Caller;
+use crate::auth::hashing::Hashing;
+use crate::domain::{Password, loggable, new_id};
 use crate::error::{Error, Result};
 use crate::files::{RosterLine, parse_roster};
 use crate::store::{NewAccount, Store};
-use axum::body::Bytes;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use futures_util::StreamExt as _;
 use invigil_protocol::{
     ErrorCode, LineError, PasswordReset, ResetPassword, Role, User, UserSummary, UsersImported,
@@ -22,11 +21,11 @@ use invigil_protocol::{
 use serde::Serialize;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/users", get(list))
-        .route("/api/users/import", post(import))
-        .route("/api/users/{username}/password", post(reset_password))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/api/users", list)
+        .post("/api/users/import", import)
+        .post("/api/users/{username}/password", reset_password)
 }
 
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<UserSummary>>> {
@@ -104,6 +103,7 @@ impl IntoResponse for ImportFailure {
 /// Used by the API and the command line.
 pub async fn import_roster(
     store: &dyn Store,
+    hashing: &Hashing,
     text: &str,
 ) -> std::result::Result<Vec<User>, ImportFailure> {
     let lines = parse_roster(text).map_err(|e| ImportFailure::Lines(RosterRefused(e)))?;
@@ -126,13 +126,14 @@ pub async fn import_roster(
             .collect();
         return Err(ImportFailure::Lines(RosterRefused(errors)));
     }
-    let accounts = hash_all(lines).await?;
+    let accounts = hash_all(hashing, lines).await?;
     Ok(store.create_accounts(accounts).await?)
 }
 
-/// Hashes the passwords of a roster, as many at once as there are cores (argon2 is slow on purpose).
-async fn hash_all(lines: Vec<RosterLine>) -> Result<Vec<NewAccount>> {
-    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+/// Hashes the passwords of a roster through the pool, one per worker at a time: each next one
+/// queues behind whatever arrived meanwhile, so that sign-ins during a large import wait for one
+/// hash each, not for the whole file.
+async fn hash_all(hashing: &Hashing, lines: Vec<RosterLine>) -> Result<Vec<NewAccount>> {
     let hashed: Vec<Result<NewAccount>> = futures_util::stream::iter(lines)
         .map(|line| async move {
             Ok(NewAccount {
@@ -140,10 +141,10 @@ async fn hash_all(lines: Vec<RosterLine>) -> Result<Vec<NewAccount>> {
                 username: line.username.as_str().to_owned(),
                 display_name: line.display_name,
                 role: Role::Student,
-                password_hash: hash_password(line.password.expose().to_owned()).await?,
+                password_hash: hashing.hash(line.password.expose().to_owned()).await?,
             })
         })
-        .buffered(parallel)
+        .buffered(hashing.workers())
         .collect()
         .await;
     hashed.into_iter().collect()
@@ -153,12 +154,12 @@ async fn hash_all(lines: Vec<RosterLine>) -> Result<Vec<NewAccount>> {
 async fn import(
     State(state): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> std::result::Result<(StatusCode, Json<UsersImported>), ImportFailure> {
     require_admin(&caller)?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| Error::bad_request("The roster must be a UTF-8 text (CSV) file."))?;
-    let created = import_roster(state.store.as_ref(), text).await?;
+    let created = import_roster(state.store.as_ref(), &state.hashing, text).await?;
     tracing::info!(created = created.len(), "students imported");
     Ok((StatusCode::CREATED, Json(UsersImported { created })))
 }
@@ -167,6 +168,7 @@ async fn import(
 /// command line.
 pub async fn reset(
     store: &dyn Store,
+    hashing: &Hashing,
     username: &str,
     password: String,
     revoke_sessions: bool,
@@ -176,8 +178,8 @@ pub async fn reset(
     let account = store
         .account(username)
         .await?
-        .ok_or_else(|| Error::not_found(format!("There is no user `{username}`.")))?;
-    let hash = hash_password(password.expose().to_owned()).await?;
+        .ok_or_else(|| Error::not_found(format!("There is no user `{}`.", loggable(username))))?;
+    let hash = hashing.hash(password.expose().to_owned()).await?;
     let revoked = store
         .set_password(&account.user, hash, revoke_sessions, actor)
         .await?;
@@ -187,7 +189,7 @@ pub async fn reset(
     })
 }
 
-#[tracing::instrument(skip_all, fields(username = %username))]
+#[tracing::instrument(skip_all, fields(username = %loggable(&username)))]
 async fn reset_password(
     State(state): State<AppState>,
     caller: Caller,
@@ -198,6 +200,7 @@ async fn reset_password(
     let revoke = body.revoke_sessions.unwrap_or(true);
     let done = reset(
         state.store.as_ref(),
+        &state.hashing,
         &username,
         body.password,
         revoke,

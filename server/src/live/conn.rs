@@ -2,6 +2,7 @@
 //! snapshot, then everything queued for it rendered for its user, heartbeats, and the close.
 
 use super::event::Event;
+use super::heard::Heard;
 use super::hub::{ConnKind, Frame, Kill, Outgoing};
 use super::mailbox::Receiver;
 use crate::app::AppState;
@@ -16,7 +17,6 @@ use invigil_protocol::{
     InvalidationReason, Participation, Role, ServerMessage, Timestamp, UpdateReason, close,
 };
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -121,8 +121,8 @@ pub enum Ended {
 
 /// Sends `WELCOME`, the snapshot and then the queue until the connection ends.
 ///
-/// For a socket, `last_seen` is when its reader last heard the client (ms since the epoch): the
-/// writer closes it with 4008 after three heartbeats of silence. The writer's one timer serves
+/// For a socket, `last_seen` is when its reader last heard the client (on the monotonic clock):
+/// the writer closes it with 4008 after three heartbeats of silence. The writer's one timer serves
 /// both the heartbeats and that watch, so that an idle connection keeps a single timer and a
 /// frame in costs no timer update. An event stream (`None`) sends only, and is closed here at
 /// shutdown; a socket's reader handles shutdown, after the saves it started.
@@ -132,7 +132,7 @@ pub async fn run_writer(
     out: &mut Out,
     rx: &mut Receiver,
     kill: &Kill,
-    last_seen: Option<&AtomicI64>,
+    last_seen: Option<&Heard>,
 ) -> Ended {
     let mut view = View::default();
     // Boxed: the snapshot is built once, and an idle connection should not keep room for it.
@@ -236,14 +236,11 @@ fn on_grid(at: Instant, heartbeat: Duration) -> Instant {
     at - Duration::from_nanos(back)
 }
 
-/// When a client last heard at `heard` (ms since the epoch) has been silent for three heartbeats.
-fn silent_at(heard: &AtomicI64, heartbeat: Duration, now: Instant) -> Instant {
-    let silence = i64::try_from((heartbeat * 3).as_millis()).unwrap_or(i64::MAX);
-    let left = heard
-        .load(Ordering::Relaxed)
-        .saturating_add(silence)
-        .saturating_sub(Timestamp::now().unix_ms());
-    now + Duration::from_millis(u64::try_from(left).unwrap_or(0))
+/// When a client last heard at `heard` has been silent for three heartbeats (both monotonic: a
+/// step of the wall clock changes nothing).
+fn silent_at(heard: &Heard, heartbeat: Duration, now: Instant) -> Instant {
+    let left = (heard.at() + heartbeat * 3).saturating_duration_since(std::time::Instant::now());
+    now + left
 }
 
 async fn send(state: &AppState, out: &mut Out, frame: &Frame, kill: &Kill) -> bool {

@@ -69,6 +69,20 @@ pub enum Event {
     Barrier(Barrier),
 }
 
+impl Event {
+    /// Bytes it holds as a connection's queue counts them: an evaluation change is the message it
+    /// becomes (its prefix, made once for every recipient, plus a participation); anything else
+    /// is small.
+    pub fn weight(&self) -> usize {
+        /// More than any other event's message, far less than a queue's allowance.
+        const SMALL: usize = 512;
+        match self {
+            Event::Evaluation(e) => e.update_prefix().len() + SMALL,
+            _ => SMALL,
+        }
+    }
+}
+
 /// The waiting side of [`Event::Barrier`].
 #[derive(Debug, Default)]
 pub struct Barrier(std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>);

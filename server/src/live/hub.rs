@@ -5,6 +5,7 @@
 //! up the others: a connection whose queue is full is closed instead, and memory stays bounded.
 
 use super::event::{Audience, Event, ParticipantEvent, ParticipantRow};
+use super::heard::Heard;
 use super::mailbox::{self, Receiver, Sender};
 use crate::metrics::Metrics;
 use axum::extract::ws::Utf8Bytes;
@@ -13,13 +14,18 @@ use invigil_protocol::{
     ConsoleMessage, Participant, Role, ServerMessage, Timestamp, UpdateReason, close,
 };
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use tokio::sync::mpsc;
 
 /// How many frames may wait for one connection before it counts as too slow.
 pub const QUEUE_FRAMES: usize = 256;
+/// How many bytes of frames may wait for one connection before it counts as too slow (a frame
+/// larger than this alone still goes through an empty queue).
+pub const QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// How many event streams one session may hold open at once.
+pub const STREAMS_PER_SESSION: usize = 4;
 
 /// A frame ready to send: its `type` (the SSE event name) and its JSON.
 #[derive(Debug, Clone)]
@@ -57,6 +63,18 @@ pub enum Outgoing {
     Frame(Frame),
     /// Close with this code after everything queued before it.
     Close(u16, &'static str),
+}
+
+impl Outgoing {
+    /// Bytes it holds, as a queue counts them: a frame's text, or the message an event becomes
+    /// (its evaluation is most of it, made once for every recipient).
+    pub fn weight(&self) -> usize {
+        match self {
+            Outgoing::Frame(frame) => frame.json.len(),
+            Outgoing::Event(event) => event.weight(),
+            Outgoing::Close(..) => 0,
+        }
+    }
 }
 
 /// The kind of a live connection.
@@ -157,7 +175,7 @@ struct Entry {
     tx: Sender,
     kill: Arc<Kill>,
     revoked: bool,
-    last_seen: Arc<AtomicI64>,
+    last_seen: Arc<Heard>,
     /// Whether it asked for the console's added message types (`?additions=1`).
     additions: bool,
     /// Whether its own [`Event::SocketOpened`] has come back through the bus.
@@ -169,6 +187,8 @@ struct Registry {
     conns: HashMap<u64, Entry>,
     by_user: HashMap<String, Vec<u64>>,
     socket_of_session: HashMap<String, u64>,
+    /// Event streams open per session.
+    streams_of_session: HashMap<String, usize>,
     students: HashSet<u64>,
     admins: HashSet<u64>,
     /// The server is shutting down: every connection, and any that registers now, is told so.
@@ -185,9 +205,9 @@ impl Registry {
     fn last_seen(&self, user_id: &str) -> Option<Timestamp> {
         self.by_user.get(user_id).and_then(|ids| {
             ids.iter()
-                .map(|id| self.conns[id].last_seen.load(Ordering::Relaxed))
-                .max()
-                .and_then(Timestamp::from_unix_ms)
+                .map(|id| &self.conns[id].last_seen)
+                .max_by_key(|heard| heard.at())
+                .and_then(|heard| heard.wall())
         })
     }
 }
@@ -203,8 +223,8 @@ pub struct Registration {
     pub tx: Sender,
     /// Closes it from outside.
     pub kill: Arc<Kill>,
-    /// When the server last heard from it (ms since the epoch).
-    pub last_seen: Arc<AtomicI64>,
+    /// When the server last heard from it.
+    pub last_seen: Arc<Heard>,
     /// Whether registering made the user connected (their first live connection).
     pub became_connected: bool,
     /// [`Hub::revocations`] as the registration found it.
@@ -262,9 +282,9 @@ impl Hub {
         kind: ConnKind,
     ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mailbox::mailbox(QUEUE_FRAMES);
+        let (tx, rx) = mailbox::mailbox(QUEUE_FRAMES, QUEUE_BYTES);
         let kill = Arc::new(Kill::default());
-        let last_seen = Arc::new(AtomicI64::new(Timestamp::now().unix_ms()));
+        let last_seen = Arc::new(Heard::now());
         let mut reg = self.lock();
         if reg.stopping {
             kill.stop();
@@ -320,6 +340,24 @@ impl Hub {
         if let Some(entry) = self.lock().conns.get_mut(&id) {
             entry.additions = true;
         }
+    }
+
+    /// Holds one of a session's [`STREAMS_PER_SESSION`] event streams until the slot is dropped;
+    /// `None` when the session holds them all.
+    pub fn open_stream(&self, session_id: &str) -> Option<StreamSlot> {
+        let mut reg = self.lock();
+        let open = reg
+            .streams_of_session
+            .entry(session_id.to_owned())
+            .or_default();
+        if *open >= STREAMS_PER_SESSION {
+            return None;
+        }
+        *open += 1;
+        Some(StreamSlot {
+            hub: self.clone(),
+            session_id: session_id.to_owned(),
+        })
     }
 
     /// Removes a connection; answers whether its user is now disconnected (it was their last one).
@@ -528,6 +566,33 @@ impl Hub {
     }
 }
 
+/// One of a session's event streams, given back when dropped.
+#[derive(Debug)]
+pub struct StreamSlot {
+    hub: Hub,
+    session_id: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut reg = self.hub.lock();
+        if let Some(open) = reg.streams_of_session.get_mut(&self.session_id) {
+            *open -= 1;
+            if *open == 0 {
+                reg.streams_of_session.remove(&self.session_id);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The connections of an evaluation's staff (its owner and every admin) that asked for additions.
 fn staff_with_additions(reg: &Registry, owner_id: &str) -> Vec<u64> {
     let owner = reg.by_user.get(owner_id).into_iter().flatten().copied();
@@ -563,6 +628,21 @@ mod tests {
             session_ids: vec![session_id.into()],
             reason: InvalidationReason::SignedInElsewhere,
         })
+    }
+
+    #[test]
+    fn a_session_holds_at_most_four_event_streams_and_a_closed_one_frees_its_place() {
+        let hub = Hub::new(Arc::new(Metrics::new()));
+        let slots: Vec<StreamSlot> = (0..STREAMS_PER_SESSION)
+            .map(|_| hub.open_stream("s1").expect("room for a stream"))
+            .collect();
+        assert!(hub.open_stream("s1").is_none(), "a fifth is refused");
+        assert!(hub.open_stream("s2").is_some(), "another session is not");
+        drop(slots.into_iter().next());
+        assert!(
+            hub.open_stream("s1").is_some(),
+            "a closed stream frees its place"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! - [`event`]: what a committed change means for connections, and the [`event::Bus`] carrying it.
 //! - [`hub`]: this node's registry of connections and the dispatcher routing events to them.
 //! - [`mailbox`]: a connection's bounded queue of outgoing frames.
+//! - [`heard`]: when a connection was last heard from, on the monotonic clock.
 //! - [`conn`]: a connection's outgoing side (welcome, snapshot, events, heartbeats, close).
 //! - [`ws`] and [`sse`]: the two transports.
 
@@ -22,6 +23,7 @@ impl LiveQuery {
 
 pub mod conn;
 pub mod event;
+pub mod heard;
 pub mod hub;
 pub mod mailbox;
 pub mod sse;

@@ -2,9 +2,10 @@
 //! listen. A stream counts as connected while it is open and never replaces a socket.
 
 use super::conn::{Out, hold, run_writer};
-use super::hub::ConnKind;
+use super::hub::{ConnKind, STREAMS_PER_SESSION};
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::error::Error;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, Sse};
 use futures_util::Stream;
@@ -12,15 +13,22 @@ use std::convert::Infallible;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-/// Opens an event stream.
+/// Opens an event stream: 429 `too_many_streams` when the session holds as many as it may.
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<super::LiveQuery>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Error> {
+    let Some(slot) = state.hub.open_stream(&caller.session.id) else {
+        // A stream whose client went away is noticed at its next heartbeat at the latest.
+        let retry = state.config.heartbeat().as_secs().max(1)
+            + u64::from(state.config.heartbeat().subsec_nanos() > 0);
+        return Err(Error::too_many_streams(STREAMS_PER_SESSION, retry));
+    };
     let (tx, rx) = mpsc::channel(16);
     let tasks = state.tasks.clone();
     tasks.spawn(async move {
+        let _slot = slot;
         hold(
             &state,
             &caller,
@@ -36,5 +44,5 @@ pub async fn events(
         )
         .await;
     });
-    Sse::new(ReceiverStream::new(rx))
+    Ok(Sse::new(ReceiverStream::new(rx)))
 }

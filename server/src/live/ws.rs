@@ -8,6 +8,7 @@
 //! closes with 1001.
 
 use super::conn::{Out, hold, run_writer};
+use super::heard::Heard;
 use super::hub::{ConnKind, Frame, Kill, Outgoing};
 use super::mailbox::Sender;
 use crate::app::AppState;
@@ -21,12 +22,9 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
 use futures_util::{FutureExt, StreamExt};
-use invigil_protocol::{
-    ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, Role, ServerMessage, Timestamp, close,
-};
+use invigil_protocol::{ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, Role, ServerMessage, close};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 /// Saves one socket may have waiting for the database at once; past that it is not read.
@@ -108,7 +106,7 @@ async fn read(
     session: &Session,
     tx: Sender,
     kill: &Kill,
-    last_seen: &AtomicI64,
+    last_seen: &Heard,
 ) {
     let mut saves: FuturesUnordered<Save> = FuturesUnordered::new();
     let queue = |message: &ServerMessage| {
@@ -178,7 +176,7 @@ fn take(
     session: &Session,
     saves: &mut FuturesUnordered<Save>,
     queue: &impl Fn(&ServerMessage),
-    last_seen: &AtomicI64,
+    last_seen: &Heard,
 ) -> Read {
     let message = match frame {
         None => return Read::Stop(None),
@@ -194,10 +192,10 @@ fn take(
         }
         Some(Ok(message)) => message,
     };
-    last_seen.store(Timestamp::now().unix_ms(), Ordering::Relaxed);
+    last_seen.note();
     state.metrics.frames_in.inc();
     match message {
-        Message::Text(text) => match serde_json::from_str::<ClientMessage>(text.as_str()) {
+        Message::Text(text) => match decode(text.as_str()) {
             Ok(ClientMessage::Heartbeat) => {}
             Ok(ClientMessage::AnswerSave {
                 evaluation_id,
@@ -215,19 +213,45 @@ fn take(
                 Ok(future) => saves.push(future),
                 Err(refusal) => queue(&refusal),
             },
-            Err(e) => queue(&ServerMessage::Error {
-                code: ErrorCode::BadRequest,
-                message: format!("That frame is not a client message of the contract: {e}."),
-            }),
+            Err(refusal) => queue(&refusal),
         },
-        Message::Binary(_) => queue(&ServerMessage::Error {
-            code: ErrorCode::BadRequest,
-            message: "Frames must be JSON text, not binary.".into(),
-        }),
+        Message::Binary(_) => queue(&error_frame(
+            ErrorCode::BadRequest,
+            "Frames must be JSON text, not binary.".into(),
+        )),
         Message::Close(_) => return Read::Stop(None),
         Message::Ping(_) | Message::Pong(_) => {}
     }
     Read::On
+}
+
+/// The most bytes an `ERROR` frame's message holds: it never echoes a large frame back.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 256;
+
+/// An `ERROR` frame whose message is cut (at a character boundary, marked with `…`) to
+/// [`MAX_ERROR_MESSAGE_BYTES`].
+pub fn error_frame(code: ErrorCode, mut message: String) -> ServerMessage {
+    if message.len() > MAX_ERROR_MESSAGE_BYTES {
+        const MARK: char = '…';
+        let mut end = MAX_ERROR_MESSAGE_BYTES - MARK.len_utf8();
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push(MARK);
+    }
+    ServerMessage::Error { code, message }
+}
+
+/// Reads a client's text frame: a client message of the contract, or the `ERROR` frame that
+/// answers it.
+pub fn decode(text: &str) -> Result<ClientMessage, Box<ServerMessage>> {
+    serde_json::from_str::<ClientMessage>(text).map_err(|e| {
+        Box::new(error_frame(
+            ErrorCode::BadRequest,
+            format!("That frame is not a client message of the contract: {e}."),
+        ))
+    })
 }
 
 fn is_too_big(error: &axum::Error) -> bool {
@@ -252,20 +276,15 @@ fn save(
     content: String,
 ) -> Result<Save, Box<ServerMessage>> {
     if session.user.role != Role::Student {
-        return Err(Box::new(ServerMessage::Error {
-            code: ErrorCode::Forbidden,
-            message: "Only students save answers.".into(),
-        }));
+        return Err(Box::new(error_frame(
+            ErrorCode::Forbidden,
+            "Only students save answers.".into(),
+        )));
     }
     let checked = Revision::new(revision).and_then(|r| check_content(&content).map(|()| r));
     let revision = match checked {
         Ok(r) => r,
-        Err(e) => {
-            return Err(Box::new(ServerMessage::Error {
-                code: e.code(),
-                message: e.message(),
-            }));
-        }
+        Err(e) => return Err(Box::new(error_frame(e.code(), e.message()))),
     };
     let (store, metrics, user) = (
         state.store.clone(),
@@ -307,8 +326,34 @@ fn save(
 
 fn failure(e: Error) -> ServerMessage {
     tracing::error!(error = ?e, "a save failed");
-    ServerMessage::Error {
-        code: ErrorCode::Internal,
-        message: "The server could not store that answer; keep it and send it again.".into(),
+    error_frame(
+        ErrorCode::Internal,
+        "The server could not store that answer; keep it and send it again.".into(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(frame: ServerMessage) -> String {
+        match frame {
+            ServerMessage::Error { message, .. } => message,
+            other => panic!("not an error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_error_never_echoes_more_than_256_bytes_of_a_bad_frame() {
+        let huge = format!(r#"{{"type": "{}"}}"#, "é".repeat(450_000));
+        let refused = message(*decode(&huge).unwrap_err());
+        assert!(
+            refused.len() <= MAX_ERROR_MESSAGE_BYTES,
+            "{}",
+            refused.len()
+        );
+        assert!(refused.ends_with('…'));
+        let short = message(error_frame(ErrorCode::BadRequest, "short".into()));
+        assert_eq!(short, "short");
     }
 }

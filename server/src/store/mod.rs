@@ -223,6 +223,28 @@ pub struct ConnectionChange {
     pub quiet: bool,
 }
 
+/// A sign-in attempt to count against the throttle's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct SignInAttempt<'a> {
+    /// The client's address as counted ([`crate::auth::throttle::AddressKey`]).
+    pub address: &'a str,
+    /// The username tried.
+    pub username: &'a str,
+    /// Whether it counts against the address's limit (not from an exam network).
+    pub count_address: bool,
+    /// The window and the limits.
+    pub limits: crate::auth::throttle::Limits,
+}
+
+/// What counting a sign-in attempt decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Counted: the attempt's id, to take it back if it is no failure.
+    Admitted(i64),
+    /// Refused: seconds until attempts from there are let in again.
+    Refused(u64),
+}
+
 /// The storage interface. Every method is atomic.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -356,22 +378,16 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Failed sign-ins from `address` counted by every node: the times (ms, oldest first) of the
-    /// latest `per_user` for `username` and of the latest `per_address` for any username, within
-    /// the last `window_ms`. `None` for a single-node engine, whose in-memory count is exact.
-    async fn recent_sign_in_failures(
-        &self,
-        _address: &str,
-        _username: &str,
-        _window_ms: i64,
-        _per_user: usize,
-        _per_address: usize,
-    ) -> Result<Option<(Vec<i64>, Vec<i64>)>> {
+    /// Counts a sign-in attempt before its password is checked, for every node at once (see
+    /// [`crate::auth::throttle`]): refused while the attempts counted from its address (and for
+    /// its username) reach the limits, else counted. `None` for a single-node engine, whose
+    /// in-memory count is exact.
+    async fn count_sign_in(&self, _attempt: &SignInAttempt<'_>) -> Result<Option<Counted>> {
         Ok(None)
     }
 
-    /// Records a failed sign-in for [`Store::recent_sign_in_failures`] (nothing on one node).
-    async fn record_sign_in_failure(&self, _address: &str, _username: &str) -> Result<()> {
+    /// Takes back an attempt counted by [`Store::count_sign_in`] that was no failure.
+    async fn uncount_sign_in(&self, _id: i64) -> Result<()> {
         Ok(())
     }
 

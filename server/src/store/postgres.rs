@@ -28,9 +28,9 @@
 use super::rows::{access, blocked_reason, opt_ts, phase, role, status, stored, ts};
 use super::rules::{self, Digest, OnTimeAction, SaveDecision};
 use super::{
-    Account, AnswerImport, AnswerRecord, Board, ConnectionChange, EvaluationEdit, EvaluationRecord,
-    NewAccount, NewAnswer, NewEvaluation, Presence, SESSION_IDLE_LIMIT_MS, Session, SessionLookup,
-    SignIn, Store, StudentView,
+    Account, AnswerImport, AnswerRecord, Board, ConnectionChange, Counted, EvaluationEdit,
+    EvaluationRecord, NewAccount, NewAnswer, NewEvaluation, Presence, SESSION_IDLE_LIMIT_MS,
+    Session, SessionLookup, SignIn, SignInAttempt, Store, StudentView,
 };
 use crate::error::{Error, Result};
 use crate::live::event::{
@@ -149,6 +149,7 @@ macro_rules! atomically {
 }
 
 mod console;
+mod throttle;
 
 /// Commits (with the events) or rolls back; `None` when the transaction should run again.
 async fn commit<T>(
@@ -2018,54 +2019,12 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn recent_sign_in_failures(
-        &self,
-        address: &str,
-        username: &str,
-        window_ms: i64,
-        per_user: usize,
-        per_address: usize,
-    ) -> Result<Option<(Vec<i64>, Vec<i64>)>> {
-        let latest = |username: Option<String>, limit: usize| {
-            let pool = self.engine.pool.clone();
-            let address = address.to_owned();
-            async move {
-                // The latest `limit` failures in the window, returned oldest first.
-                sqlx::query_scalar::<_, i64>(&format!(
-                    "SELECT at FROM (SELECT at FROM sign_in_failures
-                       WHERE address = $1 AND ($2::TEXT IS NULL OR username = $2)
-                         AND at > {NOW_MS} - $3 ORDER BY at DESC LIMIT $4) t
-                     ORDER BY at"
-                ))
-                .bind(address)
-                .bind(username)
-                .bind(window_ms)
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-                .fetch_all(&pool)
-                .await
-            }
-        };
-        let for_user = latest(Some(username.to_owned()), per_user).await?;
-        let for_address = latest(None, per_address).await?;
-        Ok(Some((for_user, for_address)))
+    async fn count_sign_in(&self, attempt: &SignInAttempt<'_>) -> Result<Option<Counted>> {
+        self.throttle_count(attempt).await.map(Some)
     }
 
-    async fn record_sign_in_failure(&self, address: &str, username: &str) -> Result<()> {
-        let mut tx = self.engine.pool.begin().await?;
-        sqlx::query(&format!(
-            "INSERT INTO sign_in_failures (address, username, at) VALUES ($1, $2, {NOW_MS})"
-        ))
-        .bind(address)
-        .bind(username)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(&format!(
-            "DELETE FROM sign_in_failures WHERE at < {NOW_MS} - 3600000"
-        ))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+    async fn uncount_sign_in(&self, id: i64) -> Result<()> {
+        self.throttle_uncount(id).await
     }
 
     async fn socket_opened(&self, session_id: &str, node: &str, connection: u64) -> Result<()> {

@@ -1044,3 +1044,11 @@ impl TestApp {
         socket
     }
 }
+
+/// The value of an un-labelled sample in the Prometheus text format.
+pub fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (key, value) = line.split_once(' ')?;
+        (key == name).then(|| value.trim().parse().ok())?
+    })
+}

@@ -173,19 +173,17 @@ async fn saved(socket: &mut Socket, evaluation: &str, question: &str, revision: 
     );
 }
 
-/// `GET /metrics`.
-async fn metrics(app: &TestApp) -> String {
-    let response = app.http.get(app.url("/metrics")).send().await.unwrap();
+/// `GET /metrics` (an admin's, on the main address).
+async fn metrics(app: &TestApp, admin: &Actor) -> String {
+    let response = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     response.text().await.unwrap()
-}
-
-/// The value of an un-labelled sample in the Prometheus text format.
-fn sample(metrics: &str, name: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let (key, value) = line.split_once(' ')?;
-        (key == name).then(|| value.trim().parse().ok())?
-    })
 }
 
 // ---- The opening ----------------------------------------------------------------------------
@@ -1249,7 +1247,8 @@ async fn metrics_count_connections_frames_acknowledgements_sign_ins_blocks_and_i
     let (mut board, _) = app.socket_ready(&prof).await;
     let (mut socket, _) = app.socket_ready(&alice).await;
     saved(&mut socket, &evaluation.id, "q1", 1).await;
-    let before = metrics(&app).await;
+    let admin = app.admin().await;
+    let before = metrics(&app, &admin).await;
     app.login("alice", PASSWORD).await;
     assert_eq!(socket.closed().await, Some(close::SESSION_INVALIDATED));
     // The blocked row is the last event of that sign-in: every counter has seen it.
@@ -1261,7 +1260,7 @@ async fn metrics_count_connections_frames_acknowledgements_sign_ins_blocks_and_i
         .await;
 
     // Act
-    let text = metrics(&app).await;
+    let text = metrics(&app, &admin).await;
 
     // Assert
     assert!(

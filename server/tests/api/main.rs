@@ -12,5 +12,7 @@ mod cluster;
 mod console;
 mod durability;
 mod evaluations;
+mod limits;
 mod live;
+mod matrix;
 mod single_session;
