@@ -408,9 +408,13 @@ impl App {
         self.stdin.flush().unwrap();
     }
 
+    /// The app's complete lines so far. The file is read while the app
+    /// writes it, so a last line without its newline is still being written
+    /// and is left for the next read.
     fn lines(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.output)
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(&self.output).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
