@@ -358,6 +358,7 @@ async fn reaches(
     })
     .await;
     let after = since.elapsed();
+    eprintln!("{reason:?} reached the student after {after:?} as {heard:?}");
     match heard {
         Heard::Message(_) => {
             assert!(
