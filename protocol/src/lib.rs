@@ -37,10 +37,21 @@ use time::{OffsetDateTime, UtcOffset};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(OffsetDateTime);
 
+/// Milliseconds [`Timestamp::now`] adds to the system clock: zero, except in a test server told
+/// to play a machine whose clock is off.
+static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
 impl Timestamp {
     /// The current time, truncated to the millisecond.
     pub fn now() -> Self {
-        Self::from_datetime(OffsetDateTime::now_utc())
+        let offset = CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed);
+        Self::from_datetime(OffsetDateTime::now_utc() + time::Duration::milliseconds(offset))
+    }
+
+    /// Makes [`now`](Self::now) read the system clock shifted by `ms` milliseconds, for the whole
+    /// process. For tests only: one machine can then run nodes whose clocks disagree.
+    pub fn set_clock_offset_ms(ms: i64) {
+        CLOCK_OFFSET_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Converts any date-time to UTC with millisecond precision.

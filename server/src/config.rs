@@ -108,6 +108,17 @@ pub struct Config {
     )]
     pub sign_in_wait_limit_ms: u64,
 
+    /// For tests only: this many milliseconds are added to every reading of the process's clock,
+    /// so that one machine can run nodes whose clocks disagree.
+    #[arg(
+        long,
+        env = "INVIGIL_CLOCK_OFFSET_MS",
+        default_value_t = 0,
+        allow_hyphen_values = true,
+        hide = true
+    )]
+    pub clock_offset_ms: i64,
+
     /// A network whose addresses are exempt from per-address limits (a room of students behind
     /// one address), as CIDR, e.g. 10.1.0.0/16 (repeatable).
     #[arg(
@@ -176,6 +187,7 @@ impl Config {
             trusted_proxy_hops: 1,
             max_hashing: None,
             sign_in_wait_limit_ms: 10_000,
+            clock_offset_ms: 0,
             exam_networks: Vec::new(),
             public_url: None,
             metrics_listen: None,

@@ -8,6 +8,9 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.serve.clock_offset_ms != 0 {
+        invigil_protocol::Timestamp::set_clock_offset_ms(cli.serve.clock_offset_ms);
+    }
     // Administration commands print their results; their logs only say what went wrong.
     let quiet = !matches!(cli.command, None | Some(Command::Serve));
     let default = if quiet { "warn" } else { "info" };

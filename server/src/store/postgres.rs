@@ -15,6 +15,8 @@
 //! is published locally any other way. If the listening connection is lost, notifications sent
 //! meanwhile are lost with it: once listening again, the node publishes [`Event::Resync`], which
 //! closes every local connection with 1012 so that each client reconnects to a fresh snapshot.
+//! A link can also die half-open, with no error ever reported: [`feed`] has the node hear echoes
+//! of its own four times every heartbeat and treats their silence as a lost connection.
 //! Because events reach the hub a moment after their commit, a connection waits before it
 //! registers for a barrier notification of its own to come back through the same channel: every
 //! change committed before it opened is routed by then, so none reaches it after its snapshot.
@@ -24,6 +26,14 @@
 //! node names a session of theirs that is not revoked. A node whose heartbeat is older than
 //! 3 × its heartbeat period (at least [`MIN_EXPIRY_MS`]) is dead: its rows stop counting at once,
 //! and the next live node to beat sweeps them, recording the disconnects and updating the boards.
+//!
+//! Every connection asks the database for TCP keepalive (`tcp_keepalives_*`, `tcp_user_timeout`):
+//! probes keep an idle link open through firewalls, and the database drops a dead node's
+//! connections, and the locks they held, within half a minute. (sqlx has no keepalive option for
+//! its own end of the socket; the node's side of a dead link is found by the echo.)
+//!
+//! Lateness is judged by the database's clock when a save arrives (its transaction's start), not
+//! the node's: nodes whose clocks disagree still judge one save alike.
 
 use super::rows::{access, blocked_reason, opt_ts, phase, role, status, stored, ts};
 use super::rules::{self, Digest, OnTimeAction, SaveDecision};
@@ -58,10 +68,10 @@ use tokio_util::sync::CancellationToken;
 const CHANNEL: &str = "invigil_events";
 /// How a barrier's notification starts (`b:NODE:ID`); an event's is its row id.
 const BARRIER: &str = "b:";
-/// How long a connection waits for its barrier before opening anyway (the event link is down:
-/// a resync follows once it is back).
+/// How long a connection waits for its barrier at most (less when the feed's window is shorter)
+/// before opening anyway: the feed is then taken as lost, and a resync follows once it is back.
 const BARRIER_WAIT: Duration = Duration::from_secs(5);
-/// Connections in each node's pool (the listener has its own).
+/// Connections in each node's pool (the listener's among them).
 const POOL_SIZE: u32 = 24;
 /// A transaction that meets a deadlock or a serialization failure is tried this often in all.
 const ATTEMPTS: u32 = 8;
@@ -77,6 +87,18 @@ const EVENTS_SWEEP_EVERY: Duration = Duration::from_secs(60);
 const MIN_EXPIRY_MS: i64 = 3000;
 /// The database's clock in milliseconds since the epoch: node liveness is judged on one clock.
 const NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+/// The database's clock when the transaction began, in milliseconds since the epoch: when a save
+/// arrived, for the late rule.
+const ARRIVED_MS: &str = "(EXTRACT(EPOCH FROM transaction_timestamp()) * 1000)::BIGINT";
+/// TCP keepalive, asked of the database for every connection: the first probe after 10 s of
+/// silence, then every 5 s, the link dead after 3 unanswered; data unacknowledged for 30 s ends it
+/// too.
+const KEEPALIVE: [(&str, &str); 4] = [
+    ("tcp_keepalives_idle", "10"),
+    ("tcp_keepalives_interval", "5"),
+    ("tcp_keepalives_count", "3"),
+    ("tcp_user_timeout", "30000"),
+];
 
 /// What a node needs in every transaction.
 #[derive(Clone)]
@@ -93,6 +115,7 @@ pub struct PostgresStore {
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     turns: Turns,
     barriers: Arc<Barriers>,
+    feed: Arc<Feed>,
 }
 
 /// One queue per student on this node, so that a student's saves are stored in the order they
@@ -149,7 +172,10 @@ macro_rules! atomically {
 }
 
 mod console;
+mod feed;
 mod throttle;
+
+use feed::Feed;
 
 /// Commits (with the events) or rolls back; `None` when the transaction should run again.
 async fn commit<T>(
@@ -219,11 +245,21 @@ impl PostgresStore {
             .application_name("invigil-server")
             // An acknowledged answer must survive a crash of the database server too, whatever
             // its configured default.
-            .options([("synchronous_commit", "on")]);
+            .options([("synchronous_commit", "on")])
+            .options(KEEPALIVE);
+        let feed = Feed::new(heartbeat);
+        let (taken, given_back) = (feed.clone(), feed.clone());
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            // The feed's test instead of sqlx's ping, which waits for ever on a half-open link.
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| taken.check(conn, meta))
+            .after_release(move |_conn, meta| {
+                let keep = !given_back.suspect(meta.age);
+                Box::pin(async move { Ok(keep) })
+            })
+            .connect_with(options.clone())
             .await
             .context("while connecting to PostgreSQL")?;
         // The migrator holds an advisory lock, so nodes starting together migrate once.
@@ -245,15 +281,24 @@ impl PostgresStore {
             tokio::spawn(relay(
                 engine.clone(),
                 listener,
-                bus.clone(),
+                bus,
                 barriers.clone(),
+                feed.clone(),
+                heartbeat_ms,
                 stop.clone(),
             )),
             tokio::spawn(beat(
                 engine.clone(),
                 heartbeat,
                 heartbeat_ms,
-                bus,
+                feed.clone(),
+                stop.clone(),
+            )),
+            tokio::spawn(feed::watch(
+                feed.clone(),
+                options,
+                format!("{BARRIER}{}:", engine.node),
+                heartbeat,
                 stop.clone(),
             )),
         ];
@@ -264,6 +309,7 @@ impl PostgresStore {
             tasks: std::sync::Mutex::new(tasks),
             turns: Turns::default(),
             barriers,
+            feed,
         })
     }
 
@@ -300,25 +346,33 @@ async fn listen(pool: &PgPool) -> sqlx::Result<PgListener> {
 // ---- events from every node -------------------------------------------------------------------
 
 /// Publishes every node's events on this node's bus, in notification (= commit) order, until
-/// stopped; after a lost connection, listens again and asks every local connection to resync.
+/// stopped; after a lost connection, or a feed found lost (this node swept as dead included),
+/// listens again on a new connection, makes sure the node is in the cluster, and asks every local
+/// connection to resync.
 async fn relay(
     engine: Engine,
     mut listener: PgListener,
     bus: Bus,
     barriers: Arc<Barriers>,
+    feed: Arc<Feed>,
+    heartbeat_ms: i64,
     stop: CancellationToken,
 ) {
-    let pool = engine.pool;
+    let pool = &engine.pool;
     loop {
+        let generation = feed.generation();
         let lost = tokio::select! {
             _ = stop.cancelled() => return,
-            lost = relay_until_lost(&mut listener, &bus, &engine.node, &barriers) => lost,
+            lost = relay_until_lost(&mut listener, &bus, &engine.node, &barriers, &feed) => lost,
+            () = feed.until_lost() => anyhow::anyhow!("the feed went silent"),
         };
+        // Before the old connection goes back to the pool: it is closed there, not pinged.
+        feed.lose(generation, "the event listener's connection failed");
         tracing::warn!(error = %lost, "lost the event listener's connection; listening again");
         listener = loop {
             let again = tokio::select! {
                 _ = stop.cancelled() => return,
-                again = listen(&pool) => again,
+                again = listen(pool) => again,
             };
             match again {
                 Ok(listener) => break listener,
@@ -332,6 +386,16 @@ async fn relay(
                 }
             }
         };
+        // Clients reconnecting must be counted: the node's row is back (if it was swept) first.
+        let joined = tokio::time::timeout(
+            feed.window(),
+            join_cluster(pool, &engine.node, heartbeat_ms),
+        )
+        .await;
+        if !matches!(joined, Ok(Ok(()))) {
+            tracing::warn!("could not rejoin the cluster at once; the next heartbeat will");
+        }
+        feed.renew();
         // Whatever was committed while nobody listened is unknown: every client starts over.
         bus.publish([Event::Resync]);
     }
@@ -343,6 +407,7 @@ async fn relay_until_lost(
     bus: &Bus,
     node: &str,
     barriers: &Barriers,
+    feed: &Feed,
 ) -> anyhow::Error {
     let own_barrier = format!("{BARRIER}{node}:");
     loop {
@@ -375,6 +440,12 @@ async fn relay_until_lost(
         let mut payloads: HashMap<i64, String> = rows.into_iter().collect();
         for note in notes {
             if let Some(barrier) = note.strip_prefix(&own_barrier) {
+                if let Some(echo) = barrier.strip_prefix(feed::ECHO) {
+                    if let Ok(seq) = echo.parse() {
+                        feed.heard(seq);
+                    }
+                    continue;
+                }
                 // Everything announced before this barrier is on the bus now: let it pass.
                 if let Some(barrier) = barrier.parse().ok().and_then(|id| barriers.take(id)) {
                     bus.publish([Event::Barrier(barrier)]);
@@ -432,7 +503,7 @@ async fn beat(
     engine: Engine,
     heartbeat: Duration,
     heartbeat_ms: i64,
-    bus: Bus,
+    feed: Arc<Feed>,
     stop: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(heartbeat);
@@ -443,29 +514,36 @@ async fn beat(
             _ = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        match alive(&engine, heartbeat_ms).await {
-            Ok(true) => {}
-            Ok(false) => {
+        // Bounded, so that work stuck on a dead link never stops the next beats (the echo finds
+        // the link lost meanwhile).
+        let (generation, window) = (feed.generation(), feed.window());
+        let beaten = tokio::time::timeout(window, alive(&engine, heartbeat_ms)).await;
+        match beaten {
+            Err(_) => tracing::warn!("recording this node's heartbeat took too long"),
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
                 // Another node took this one for dead and swept its connections: they no longer
-                // count anywhere, so every client reconnects and is counted again.
+                // count anywhere, and its feed may have missed what happened meanwhile. The feed is
+                // renewed as if lost, so that every client reconnects and is counted again (once,
+                // whether the silence of the echo or this finds it first).
                 tracing::warn!(node = %engine.node, "this node was swept as dead; resyncing");
-                bus.publish([Event::Resync]);
+                feed.lose(generation, "this node was swept as dead");
             }
-            Err(e) => tracing::warn!(error = ?e, "could not record this node's heartbeat"),
+            Ok(Err(e)) => tracing::warn!(error = ?e, "could not record this node's heartbeat"),
         }
-        if let Err(e) = sweep(&engine).await {
-            tracing::warn!(error = ?e, "could not sweep dead nodes");
+        match tokio::time::timeout(window, sweep(&engine)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = ?e, "could not sweep dead nodes"),
+            Err(_) => tracing::warn!("sweeping dead nodes took too long"),
         }
         if events_swept.elapsed() >= EVENTS_SWEEP_EVERY {
             events_swept = tokio::time::Instant::now();
-            let deleted = sqlx::query(&format!(
-                "DELETE FROM events WHERE created_at < {NOW_MS} - $1"
-            ))
-            .bind(EVENTS_KEPT_MS)
-            .execute(&engine.pool)
-            .await;
-            if let Err(e) = deleted {
-                tracing::warn!(error = %e, "could not delete old events");
+            let sql = format!("DELETE FROM events WHERE created_at < {NOW_MS} - $1");
+            let delete = sqlx::query(&sql).bind(EVENTS_KEPT_MS).execute(&engine.pool);
+            match tokio::time::timeout(window, delete).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not delete old events"),
+                Err(_) => tracing::warn!("deleting old events took too long"),
             }
         }
     }
@@ -1477,12 +1555,13 @@ async fn save_answer_op(
     events: &mut Vec<Event>,
     student: &User,
     answer: &NewAnswer,
+    arrived: &std::sync::OnceLock<i64>,
 ) -> Result<SaveAck> {
     // Saves of one participation run one at a time, whichever node they reach: the second of two
     // concurrent saves of one revision sees the first and changes nothing.
     lock_participation(conn, &answer.evaluation_id, &student.id).await?;
-    let row = sqlx::query(
-        "SELECT e.phase, e.ends_at, e.access, e.owner_id,
+    let row = sqlx::query(&format!(
+        "SELECT e.phase, e.ends_at, e.access, e.owner_id, {ARRIVED_MS} AS arrived_ms,
             EXISTS (SELECT 1 FROM access_list al WHERE al.evaluation_id = e.id AND al.user_id = $2) AS on_list,
             e.questions @> jsonb_build_array(jsonb_build_object('id', $3::TEXT)) AS has_question,
             p.status, a.revision, a.late, a.content_sha256,
@@ -1490,8 +1569,8 @@ async fn save_answer_op(
          FROM evaluations e
          LEFT JOIN participations p ON p.evaluation_id = e.id AND p.user_id = $2
          LEFT JOIN answers a ON a.evaluation_id = e.id AND a.user_id = $2 AND a.question_id = $3
-         WHERE e.id = $1",
-    )
+         WHERE e.id = $1"
+    ))
     .bind(&answer.evaluation_id)
     .bind(&student.id)
     .bind(&answer.question_id)
@@ -1511,7 +1590,11 @@ async fn save_answer_op(
         status(row.try_get("status")?)?,
     )
     .map_err(rules::reject_error)?;
-    let now = Timestamp::now();
+    // The database's clock when the save arrived (its first attempt's, if it ran again): every
+    // node judges a save by the same clock, whatever its own says.
+    let arrived_ms: i64 = row.try_get("arrived_ms")?;
+    let now = Timestamp::from_unix_ms(*arrived.get_or_init(|| arrived_ms))
+        .ok_or_else(|| Error::internal("the database's clock is out of range"))?;
     let late = rules::is_late(
         phase(row.try_get("phase")?)?,
         opt_ts(row.try_get("ends_at")?)?,
@@ -1928,8 +2011,9 @@ impl Store for PostgresStore {
 
     async fn save_answer(&self, student: &User, answer: NewAnswer) -> Result<SaveAck> {
         let save = async {
+            let arrived = std::sync::OnceLock::new();
             atomically!(&self.engine, |conn, events| save_answer_op(
-                conn, events, student, &answer
+                conn, events, student, &answer, &arrived
             ))
         };
         self.turns.in_turn(&student.id, save).await
@@ -2041,16 +2125,36 @@ impl Store for PostgresStore {
 
     async fn barrier(&self) -> Result<()> {
         let (id, passed) = self.barriers.add();
-        let announced = sqlx::query("SELECT pg_notify($1, $2)")
+        let generation = self.feed.generation();
+        let announce = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
             .bind(format!("{BARRIER}{}:{id}", self.engine.node))
-            .execute(&self.engine.pool)
-            .await;
+            .execute(&self.engine.pool);
+        let announced = match tokio::time::timeout(BARRIER_WAIT, announce).await {
+            Ok(announced) => announced,
+            Err(_) => {
+                self.barriers.take(id);
+                tracing::warn!("a barrier could not be sent in time; opening anyway");
+                return Ok(());
+            }
+        };
         if let Err(e) = announced {
             self.barriers.take(id);
             return Err(e.into());
         }
-        if tokio::time::timeout(BARRIER_WAIT, passed).await.is_err() {
+        // A barrier sent that does not come back in time means the feed is lost: the relay
+        // listens again and every connection, this one included, is asked to reconnect.
+        let limit = BARRIER_WAIT.min(self.feed.window());
+        let came_back = self
+            .feed
+            .bounded(
+                generation,
+                limit,
+                "a barrier did not come back in time",
+                passed,
+            )
+            .await;
+        if came_back.is_none() {
             self.barriers.take(id);
             tracing::warn!("earlier changes were not heard of in time; opening anyway");
         }

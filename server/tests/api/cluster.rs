@@ -8,7 +8,10 @@
 //! lost to it) asks every client to reconnect for a fresh snapshot.
 //!
 //! They need PostgreSQL (`INVIGIL_TEST_POSTGRES_URL`) whatever `INVIGIL_TEST_ENGINE` says, and say
-//! that they skip when it is unset or unreachable.
+//! that they skip when it is unset or unreachable. The chaos tests ([`chaos`]) start a PostgreSQL
+//! server of their own instead.
+
+mod chaos;
 
 use crate::helpers::*;
 use invigil_protocol::{

@@ -82,6 +82,8 @@ pub struct TestApp {
     options: Options,
     admin: Option<Actor>,
     postgres: Option<Arc<PgDatabase>>,
+    /// A database URL given as it is (a database the test made itself), before `postgres`.
+    database: Option<String>,
 }
 
 impl TestApp {
@@ -104,6 +106,19 @@ impl TestApp {
     /// A server on this PostgreSQL database (`None`: a fresh SQLite file): several servers on one
     /// database make a cluster.
     pub async fn spawn_on(postgres: Option<Arc<PgDatabase>>, options: Options) -> Self {
+        Self::launch(postgres, None, options).await
+    }
+
+    /// A server on the database at `url`, which the test made and will remove itself.
+    pub async fn spawn_at(url: &str, options: Options) -> Self {
+        Self::launch(None, Some(url.to_owned()), options).await
+    }
+
+    async fn launch(
+        postgres: Option<Arc<PgDatabase>>,
+        database: Option<String>,
+        options: Options,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut app = Self {
             base: String::new(),
@@ -114,9 +129,15 @@ impl TestApp {
             options,
             admin: None,
             postgres,
+            database,
         };
         app.restart().await;
         app
+    }
+
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
     }
 
     /// The database file (SQLite).
@@ -126,6 +147,9 @@ impl TestApp {
 
     /// The `--database` URL.
     pub fn database_url(&self) -> String {
+        if let Some(url) = &self.database {
+            return url.clone();
+        }
         match &self.postgres {
             Some(db) => db.url.clone(),
             None => format!("sqlite://{}", self.db_path().display()),
