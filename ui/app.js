@@ -124,6 +124,9 @@ function signInMessage(error, serverUrl) {
       return `Cannot reach the exam server at ${serverUrl}. Check the server address and this computer's network.`;
     case "invalid_server_url":
       return "That server address is not valid: it looks like http://exams.example.org:8080.";
+    case "untrusted_certificate":
+      // The engine's sentence says what is wrong and what to ask the school for.
+      return error.message;
     case "not_a_student":
       return "This app is for students. Professors and administrators use the console in a browser.";
     case "already_signed_in":

@@ -9,6 +9,7 @@ use invigil_protocol::{
 };
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long establishing a connection may take.
@@ -24,9 +25,10 @@ pub struct Api {
 }
 
 impl Api {
-    /// A client of `base`.
-    pub fn new(base: ServerUrl) -> Self {
+    /// A client of `base` trusting what `tls` trusts (see [`crate::trust`]).
+    pub fn new(base: ServerUrl, tls: &Arc<rustls::ClientConfig>) -> Self {
         let http = reqwest::Client::builder()
+            .use_preconfigured_tls(rustls::ClientConfig::clone(tls))
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("invigil-desktop/", env!("CARGO_PKG_VERSION")))
@@ -111,10 +113,7 @@ impl Api {
     }
 
     async fn send(&self, request: RequestBuilder) -> Result<reqwest::Response> {
-        let response = request.send().await.map_err(|e| Error::Network {
-            url: self.base.to_string(),
-            detail: describe(&e),
-        })?;
+        let response = request.send().await.map_err(|e| self.failure(&e))?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -123,15 +122,24 @@ impl Api {
 
     async fn json<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
         let response = self.send(request).await?;
-        let bytes = response.bytes().await.map_err(|e| Error::Network {
-            url: self.base.to_string(),
-            detail: describe(&e),
-        })?;
+        let bytes = response.bytes().await.map_err(|e| self.failure(&e))?;
         serde_json::from_slice(&bytes).map_err(|e| Error::Protocol(e.to_string()))
     }
 
     async fn empty(&self, request: RequestBuilder) -> Result<()> {
         self.send(request).await.map(drop)
+    }
+
+    /// A transport failure: a refused certificate says so, anything else is the network's.
+    fn failure(&self, error: &reqwest::Error) -> Error {
+        let url = self.base.to_string();
+        match crate::trust::certificate_problem(error) {
+            Some(detail) => Error::UntrustedCertificate { url, detail },
+            None => Error::Network {
+                url,
+                detail: describe(error),
+            },
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Where the engine talks to and keeps its data: one typed struct, read from the environment as
-//! the contract's appendix says (`INVIGIL_SERVER_URL`, `INVIGIL_DATA_DIR`).
+//! the contract's appendix says (`INVIGIL_SERVER_URL`, `INVIGIL_DATA_DIR`), and the school's own
+//! certificate authority (`INVIGIL_CA_FILE`).
 
 use crate::error::{Error, Result};
 use reqwest::Url;
@@ -89,6 +90,8 @@ pub struct ClientConfig {
     pub data_dir: PathBuf,
     /// A label for this device, sent with sign-in and shown to staff.
     pub device: String,
+    /// A school's own certificate authority (PEM), trusted besides the platform's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -98,11 +101,12 @@ impl ClientConfig {
             server_url,
             data_dir: data_dir.into(),
             device: device_name(),
+            ca_file: None,
         }
     }
 
-    /// Reads `INVIGIL_SERVER_URL` (default [`DEFAULT_SERVER_URL`]) and `INVIGIL_DATA_DIR`
-    /// (default `default_data_dir`, the platform's app-data folder).
+    /// Reads `INVIGIL_SERVER_URL` (default [`DEFAULT_SERVER_URL`]), `INVIGIL_DATA_DIR` (default
+    /// `default_data_dir`, the platform's app-data folder) and `INVIGIL_CA_FILE` (none).
     pub fn from_env(default_data_dir: &Path) -> Result<Self> {
         let url = std::env::var("INVIGIL_SERVER_URL")
             .ok()
@@ -112,7 +116,11 @@ impl ClientConfig {
             .filter(|d| !d.is_empty())
             .map(PathBuf::from)
             .unwrap_or_else(|| default_data_dir.to_owned());
-        Ok(Self::new(ServerUrl::parse(&url)?, data_dir))
+        let mut config = Self::new(ServerUrl::parse(&url)?, data_dir);
+        config.ca_file = std::env::var_os("INVIGIL_CA_FILE")
+            .filter(|f| !f.is_empty())
+            .map(PathBuf::from);
+        Ok(config)
     }
 }
 

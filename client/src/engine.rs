@@ -70,6 +70,8 @@ impl fmt::Debug for Token {
 /// What the engine shares with its tasks.
 pub(crate) struct Shared {
     pub(crate) config: ClientConfig,
+    /// What the engine trusts over https and wss.
+    pub(crate) tls: Arc<rustls::ClientConfig>,
     vault: Arc<dyn Vault>,
     install_id: String,
     pub(crate) state: Mutex<State>,
@@ -148,11 +150,15 @@ impl Engine {
     /// (its token from `vault`) and connecting at once when there is one.
     pub async fn start(config: ClientConfig, vault: Arc<dyn Vault>) -> Result<Engine> {
         let data_dir = config.data_dir.clone();
-        let (install_id, note) = blocking(move || {
+        let ca_file = config.ca_file.clone();
+        let (install_id, note, tls) = blocking(move || {
+            // A CA file that cannot be used stops the engine: without it the school's server
+            // would be refused at every sign-in, for a reason the student cannot fix.
+            let tls = crate::trust::client_config(ca_file.as_deref())?;
             std::fs::create_dir_all(&data_dir).map_err(Error::storage("create", &data_dir))?;
             let install_id = install_id(&data_dir)?;
             let note = read_note(&data_dir);
-            Ok((install_id, note))
+            Ok((install_id, note, tls))
         })
         .await?;
         let (events, _) = broadcast::channel(1024);
@@ -175,6 +181,7 @@ impl Engine {
                 snapshot: None,
             }),
             config,
+            tls,
             vault,
             install_id,
             events,
@@ -262,7 +269,7 @@ impl Engine {
         };
         // Typing of the previous session goes to its own outbox first.
         shared.write_pass(true).await;
-        let api = Api::new(url.clone());
+        let api = Api::new(url.clone(), &shared.tls);
         let login = api.login(username, password, &shared.config.device).await?;
         if login.user.role != Role::Student {
             let _ = api.logout(&login.token).await;
@@ -650,7 +657,7 @@ impl Shared {
             ended_exam: None,
             token_remembered: token.is_some(),
             dir,
-            api: Api::new(url.clone()),
+            api: Api::new(url.clone(), &self.tls),
         });
         state.outbox = Some(outbox);
         state.evaluations = cache;

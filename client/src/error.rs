@@ -14,6 +14,30 @@ pub enum Error {
         /// What the transport said.
         detail: String,
     },
+    /// The server's certificate was refused: not issued by an authority this computer trusts (the
+    /// platform's, or `INVIGIL_CA_FILE`), or expired, or for another name.
+    #[error(
+        "The server's certificate is not trusted by this computer ({detail}; server {url}). If your \
+         school uses its own certificate authority, set INVIGIL_CA_FILE to that authority's \
+         certificate file (PEM) and start the app again."
+    )]
+    UntrustedCertificate {
+        /// The server's base URL.
+        url: String,
+        /// What was wrong with the certificate.
+        detail: String,
+    },
+    /// `INVIGIL_CA_FILE` names a file that is not a usable certificate.
+    #[error(
+        "the certificate authority file {} (INVIGIL_CA_FILE) cannot be used: {detail}",
+        path.display()
+    )]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The server answered with one of the contract's errors.
     #[error("{message}")]
     Server {
@@ -79,6 +103,8 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Network { .. } => "network",
+            Error::UntrustedCertificate { .. } => "untrusted_certificate",
+            Error::CaFile { .. } => "ca_file",
             Error::Server { code, .. } => code.as_str(),
             Error::Protocol(_) => "protocol",
             Error::InvalidServerUrl(_) => "invalid_server_url",

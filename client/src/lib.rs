@@ -14,9 +14,10 @@
 //! backoff   full-jitter exponential reconnection delays
 //! network   what the OS says about the network (no network vs unreachable server)
 //! api       the HTTP calls (reqwest, rustls)
+//! trust     the certificate authorities trusted over https/wss: the platform's + INVIGIL_CA_FILE
 //! view      what the front end shows: serializable views and events
 //! export    the answers-export file for the professor (docs/PROTOCOL.md)
-//! config    server URL and data folder (INVIGIL_SERVER_URL, INVIGIL_DATA_DIR)
+//! config    server URL, data folder, CA file (INVIGIL_SERVER_URL, INVIGIL_DATA_DIR, INVIGIL_CA_FILE)
 //! error     the one error type, with a stable kind for the front end
 //! ```
 
@@ -30,6 +31,7 @@ pub mod export;
 mod live;
 pub mod network;
 pub mod outbox;
+pub mod trust;
 pub mod vault;
 pub mod view;
 

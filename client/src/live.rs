@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 /// Frames waiting to be written to the socket.
 const OUTGOING_QUEUE: usize = 1024;
@@ -60,7 +60,7 @@ pub(crate) async fn run(shared: Arc<Shared>, server: ServerUrl, token: Token) {
             let state = shared.lock();
             Duration::from_millis(state.heartbeat_ms * 3)
         };
-        let failure = match connect(&server, &token, silence).await {
+        let failure = match connect(&server, &token, &shared.tls, silence).await {
             Ok((socket, rtt)) => {
                 let (ended, welcomed) = serve(&shared, socket, rtt).await;
                 if welcomed {
@@ -116,6 +116,7 @@ async fn wait(delay: Duration, offline: Offline, server: &ServerUrl) {
 async fn connect(
     server: &ServerUrl,
     token: &Token,
+    tls: &Arc<rustls::ClientConfig>,
     limit: Duration,
 ) -> Result<(Socket, Duration), Failure> {
     let attempt = async {
@@ -146,7 +147,10 @@ async fn connect(
         let tcp_rtt = started.elapsed();
         let _ = tcp.set_nodelay(true);
         let upgrading = Instant::now();
-        match tokio_tungstenite::client_async_tls_with_config(request, tcp, None, None).await {
+        let connector = Connector::Rustls(tls.clone());
+        match tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(connector))
+            .await
+        {
             Ok((socket, _)) => Ok((socket, tcp_rtt.min(upgrading.elapsed()))),
             Err(tungstenite::Error::Http(response)) => {
                 let status = response.status();
@@ -163,7 +167,16 @@ async fn connect(
                     )))
                 }
             }
-            Err(e) => Err(Failure::Transport(e.to_string())),
+            Err(e) => Err(Failure::Transport(
+                match crate::trust::certificate_problem(&e) {
+                    Some(detail) => crate::Error::UntrustedCertificate {
+                        url: server.to_string(),
+                        detail,
+                    }
+                    .to_string(),
+                    None => e.to_string(),
+                },
+            )),
         }
     };
     match tokio::time::timeout(limit, attempt).await {

@@ -21,6 +21,9 @@
 //!   [`IntegrityServerMessage`], kept apart from the socket's enums until the server and the app
 //!   handle them.
 //!
+//! With the feature `openapi`, the types of the HTTP API also derive `utoipa::ToSchema`, for the
+//! server's OpenAPI document; without it the crate needs serde alone.
+//!
 //! Readers are tolerant (unknown fields are ignored, as the contract may grow); writers emit exactly
 //! the fields of the contract, with optional ones as `null` unless the contract says they may be omitted.
 
@@ -114,8 +117,27 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+// In OpenAPI a timestamp is a string in the `date-time` format, as it is written.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some(
+                "A UTC time with milliseconds, e.g. 2026-11-22T09:00:00.000Z",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Timestamp {}
+
 /// What a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Sits evaluations; holds one session at a time.
@@ -139,6 +161,7 @@ impl Role {
 
 /// A user as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     /// Stable id.
     pub id: String,
@@ -152,6 +175,7 @@ pub struct User {
 
 /// `POST /api/users`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateUser {
     /// Unique sign-in name.
     pub username: String,
@@ -166,6 +190,7 @@ pub struct CreateUser {
 
 /// `POST /api/login`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     /// Sign-in name.
     pub username: String,
@@ -178,6 +203,7 @@ pub struct LoginRequest {
 
 /// The answer to a successful login.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {
     /// The bearer token; shown once, only its hash is stored.
     pub token: String,
@@ -189,6 +215,7 @@ pub struct LoginResponse {
 
 /// Every error code of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// 400: the request is malformed or names something invalid.
@@ -285,6 +312,7 @@ impl fmt::Display for ErrorCode {
 
 /// The body of every non-2xx response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// What went wrong.
     pub error: ErrorDetail,
@@ -292,6 +320,7 @@ pub struct ErrorBody {
 
 /// The inside of [`ErrorBody`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Machine-readable code.
     pub code: ErrorCode,
@@ -301,6 +330,7 @@ pub struct ErrorDetail {
 
 /// The phase of an evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Being prepared; students see it without questions.
@@ -355,6 +385,7 @@ impl fmt::Display for Phase {
 
 /// Who may sit an evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Access {
     /// Every student.
@@ -376,6 +407,7 @@ impl Access {
 
 /// One option of a choice question.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Choice {
     /// Id, unique in its question; a choice answer's content is this id.
     pub id: String,
@@ -385,6 +417,7 @@ pub struct Choice {
 
 /// What kind of answer a question takes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum QuestionKind {
     /// Free text.
@@ -400,6 +433,7 @@ pub enum QuestionKind {
 
 /// A question of an evaluation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Question {
     /// Id, unique in its evaluation.
     pub id: String,
@@ -412,6 +446,7 @@ pub struct Question {
 
 /// A question as a professor writes it: the id may be left for the server to choose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewQuestion {
     /// Id, unique in its evaluation; `q1`, `q2`, … by position when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -425,6 +460,7 @@ pub struct NewQuestion {
 
 /// An evaluation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Evaluation {
     /// Stable id.
     pub id: String,
@@ -444,6 +480,7 @@ pub struct Evaluation {
 
 /// `GET /api/evaluations/{id}`: the evaluation and, for a student, their participation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EvaluationDetail {
     /// The evaluation.
     #[serde(flatten)]
@@ -455,6 +492,7 @@ pub struct EvaluationDetail {
 
 /// `POST /api/evaluations`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateEvaluation {
     /// Title shown.
     pub title: String,
@@ -471,6 +509,7 @@ pub struct CreateEvaluation {
 /// `POST /api/evaluations/{id}/phase`. The phase is read as text so that an unknown one is a
 /// `bad_request` naming it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PhaseChange {
     /// The phase to move to.
     pub phase: String,
@@ -478,6 +517,7 @@ pub struct PhaseChange {
 
 /// `PUT /api/evaluations/{id}/ends_at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EndsAtChange {
     /// The new end, or null for none.
     #[serde(default)]
@@ -486,6 +526,7 @@ pub struct EndsAtChange {
 
 /// `PUT /api/evaluations/{id}/access` and its answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessList {
     /// Usernames of the students on the list.
     pub students: Vec<String>,
@@ -493,6 +534,7 @@ pub struct AccessList {
 
 /// Where a student stands in an evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ParticipationStatus {
     /// Has not joined.
@@ -530,6 +572,7 @@ impl ParticipationStatus {
 
 /// Why a student is blocked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BlockedReason {
     /// The student signed in again while sitting a running evaluation.
@@ -555,6 +598,7 @@ impl BlockedReason {
 
 /// One student's standing in one evaluation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Participation {
     /// The evaluation.
     pub evaluation_id: String,
@@ -570,6 +614,7 @@ pub struct Participation {
 
 /// A row of the participants board.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Participant {
     /// The student.
     pub username: String,
@@ -596,6 +641,7 @@ pub struct Participant {
 
 /// `POST .../participants/{username}/unblock`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Unblock {
     /// Why, for the audit log.
     #[serde(default)]
@@ -604,6 +650,7 @@ pub struct Unblock {
 
 /// What an audit entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AuditKind {
     /// The phase changed.
@@ -711,6 +758,7 @@ impl AuditKind {
 
 /// One line of an evaluation's audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// When.
     pub at: Timestamp,
@@ -726,6 +774,7 @@ pub struct AuditEntry {
 
 /// The last on-time revision kept beside a late one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OnTime {
     /// Its revision.
     pub revision: u64,
@@ -737,6 +786,7 @@ pub struct OnTime {
 
 /// A stored answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Answer {
     /// The question.
     pub question_id: String,
@@ -754,6 +804,7 @@ pub struct Answer {
 
 /// `PUT /api/evaluations/{id}/answers/{question_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SaveAnswer {
     /// A positive integer rising with every edit.
     pub revision: u64,
@@ -763,6 +814,7 @@ pub struct SaveAnswer {
 
 /// The answer to a save over HTTP.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SaveAck {
     /// The question.
     pub question_id: String,
@@ -774,6 +826,7 @@ pub struct SaveAck {
 
 /// Why an `EVALUATION_UPDATE` was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateReason {
     /// Part of the snapshot after `WELCOME`.
@@ -796,6 +849,7 @@ pub enum UpdateReason {
 
 /// Why a session was revoked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum InvalidationReason {
     /// The student signed in on another device.
@@ -829,6 +883,7 @@ impl InvalidationReason {
 
 /// Why a save over the socket was not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RejectCode {
     /// The student is blocked.
@@ -1002,6 +1057,7 @@ where
 
 /// `PATCH /api/evaluations/{id}`: the fields to change; absent fields stay as they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EditEvaluation {
     /// A new title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1023,6 +1079,7 @@ pub struct EditEvaluation {
 
 /// A row of `GET /api/users`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserSummary {
     /// The user.
     #[serde(flatten)]
@@ -1033,6 +1090,7 @@ pub struct UserSummary {
 
 /// `POST /api/users/{username}/password`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResetPassword {
     /// The new password.
     pub password: String,
@@ -1043,6 +1101,7 @@ pub struct ResetPassword {
 
 /// The answer to a password reset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PasswordReset {
     /// Whose password changed.
     pub username: String,
@@ -1052,6 +1111,7 @@ pub struct PasswordReset {
 
 /// The answer to `POST /api/users/import`: every account it created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsersImported {
     /// The new accounts, in the order of the file.
     pub created: Vec<User>,
@@ -1059,6 +1119,7 @@ pub struct UsersImported {
 
 /// A line of an uploaded file that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LineError {
     /// Its line number in the file (1 is the header).
     pub line: u64,
@@ -1068,6 +1129,7 @@ pub struct LineError {
 
 /// An answer as its evaluation's owner and admins read it: with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StaffAnswer {
     /// The answer.
     #[serde(flatten)]
@@ -1079,6 +1141,7 @@ pub struct StaffAnswer {
 
 /// An answer of an export file that was stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportStored {
     /// The question.
     pub question_id: String,
@@ -1090,6 +1153,7 @@ pub struct ImportStored {
 
 /// An answer of an export file that was not stored, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportSkipped {
     /// The evaluation it names.
     pub evaluation_id: String,
@@ -1103,6 +1167,7 @@ pub struct ImportSkipped {
 
 /// The answer to `POST /api/evaluations/{id}/answers-import`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportReport {
     /// The student the file belongs to.
     pub username: String,
@@ -1163,6 +1228,7 @@ impl ConsoleMessage {
 /// An evaluation's proctoring settings. Absent keys read as the defaults: everything off, brief
 /// interruptions up to 2 s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Proctoring {
     /// The exam window is fullscreen and above other windows; leaving fullscreen is reported.
@@ -1208,6 +1274,7 @@ impl Default for Proctoring {
 
 /// `{"proctoring": {...}}` of `PATCH /api/evaluations/{id}`: absent keys keep their value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProctoringChange {
     /// New values of the switches it names.
     #[serde(flatten)]
@@ -1220,6 +1287,7 @@ pub struct ProctoringChange {
 /// One value for each of the four proctoring switches, keyed by the switch's name; a switch left
 /// out is `None` (and is not written).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 // serde would ask `T: Default` for the fields' `default`, which is `None` whatever `T` is.
 #[serde(bound(deserialize = "T: Deserialize<'de>"))]
 pub struct Switches<T> {
@@ -1251,6 +1319,7 @@ impl<T> Default for Switches<T> {
 
 /// What an integrity event reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum IntegrityKind {
     /// The exam window lost the focus.
@@ -1298,6 +1367,7 @@ impl From<IntegrityKind> for AuditKind {
 
 /// How far the app can carry out one proctoring setting on a given computer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CapabilityLevel {
     /// Done as the setting says.
@@ -1317,6 +1387,7 @@ pub const MAX_INTEGRITY_DETAIL_CHARS: usize = 200;
 /// An integrity event: the `INTEGRITY_EVENT` frame's fields, and the body of
 /// `POST /api/evaluations/{id}/integrity`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IntegrityEvent {
     /// The evaluation.
     pub evaluation_id: String,
@@ -1343,6 +1414,7 @@ pub struct IntegrityEvent {
 /// An integrity event is durably stored: the `INTEGRITY_ACK` frame's fields, and the answer of
 /// `POST /api/evaluations/{id}/integrity`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IntegrityAck {
     /// The event's id.
     pub event_id: String,
@@ -1350,6 +1422,7 @@ pub struct IntegrityAck {
 
 /// Why an integrity event was not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum IntegrityRejectCode {
     /// The student is neither sitting nor blocked in that evaluation.
@@ -1362,6 +1435,7 @@ pub enum IntegrityRejectCode {
 
 /// An integrity event was refused: the `INTEGRITY_REJECTED` frame's fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IntegrityRejected {
     /// The event's id.
     pub event_id: String,
@@ -1406,6 +1480,7 @@ impl IntegrityServerMessage {
 
 /// The last integrity event of a student, in [`IntegritySummary::last`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IntegrityLast {
     /// What it reported.
     pub kind: IntegrityKind,
@@ -1416,6 +1491,7 @@ pub struct IntegrityLast {
 /// A student's integrity events in one evaluation, summed up: the `integrity` field of a
 /// participant row.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IntegritySummary {
     /// Every stored event.
     pub events: u32,

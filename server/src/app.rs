@@ -57,10 +57,10 @@ pub struct Services {
     pub tasks: TaskTracker,
 }
 
-/// The whole HTTP surface. With an https `--public-url`, every answer tells browsers to keep to
-/// https (HSTS).
+/// The whole HTTP surface. Reached over https (an https `--public-url`, or TLS served by the server
+/// itself without one), every answer tells browsers to keep to https (HSTS).
 pub fn app(state: AppState) -> Router {
-    let https = state.config.public_url.as_ref().is_some_and(|u| u.https());
+    let https = state.config.https();
     let router = live_routes()
         .merge(console::routes())
         .into_router()

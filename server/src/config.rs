@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// `invigil-server`: with no subcommand it serves.
@@ -130,9 +131,18 @@ pub struct Config {
 
     /// The URL people reach the server at, e.g. `https://exams.example.org`: its origin is the
     /// server's own for the Origin check, and `https` marks the session cookie `Secure` and turns
-    /// on HSTS.
+    /// on HSTS (without it, both are on exactly when the server serves TLS itself).
     #[arg(long, env = "INVIGIL_PUBLIC_URL")]
     pub public_url: Option<PublicUrl>,
+
+    /// Serve HTTPS and WSS with this certificate chain (PEM, the server's certificate first),
+    /// with `--tls-key`; both files are read again on SIGHUP.
+    #[arg(long, env = "INVIGIL_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "INVIGIL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Also serve `GET /metrics` without authentication on this address (a private network for
     /// a scraper); on the main address it answers admins only.
@@ -190,6 +200,8 @@ impl Config {
             clock_offset_ms: 0,
             exam_networks: Vec::new(),
             public_url: None,
+            tls_cert: None,
+            tls_key: None,
             metrics_listen: None,
             max_connections: None,
             max_connections_per_address: 1024,
@@ -205,6 +217,19 @@ impl Config {
             || std::thread::available_parallelism().map_or(1, |n| n.get()),
             usize::from,
         )
+    }
+
+    /// The certificate and key files when the server serves TLS itself.
+    pub fn tls(&self) -> Option<(&Path, &Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
+    }
+
+    /// Whether people reach the server over https: as `--public-url` says, or, without one,
+    /// whether the server serves TLS itself.
+    pub fn https(&self) -> bool {
+        self.public_url
+            .as_ref()
+            .map_or(self.tls().is_some(), PublicUrl::https)
     }
 
     /// How many proxies' `X-Forwarded-For` entries are trusted (`None`: the header is ignored).

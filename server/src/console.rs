@@ -57,11 +57,31 @@ pub fn routes() -> Routes {
     Routes::new().get("/", page).get("/console/{file}", asset)
 }
 
-async fn page(headers: HeaderMap) -> Response {
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "console",
+    responses(
+        (status = 200, description = "The staff console", content_type = "text/html", body = String),
+        (status = 304, description = "Not modified (`If-None-Match`)")
+    )
+)]
+pub(crate) async fn page(headers: HeaderMap) -> Response {
     serve("index.html", &headers)
 }
 
-async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
+#[utoipa::path(
+    get,
+    path = "/console/{file}",
+    tag = "console",
+    params(("file" = String, Path, description = "The file")),
+    responses(
+        (status = 200, description = "A file of the console", body = String),
+        (status = 304, description = "Not modified (`If-None-Match`)"),
+        (status = 404, description = "`not_found`: no such file", body = invigil_protocol::ErrorBody)
+    )
+)]
+pub(crate) async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     serve(&file, &headers)
 }
 

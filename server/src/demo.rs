@@ -20,7 +20,7 @@ pub const ACCOUNTS: &[(&str, &str, Role, &str)] = &[
 pub const TITLE: &str = "Demo: Algorithms quiz";
 
 /// Creates what is missing of the demo and prints how to sign in.
-pub async fn seed(state: &AppState, addr: SocketAddr) -> anyhow::Result<()> {
+pub async fn seed(state: &AppState, scheme: &str, addr: SocketAddr) -> anyhow::Result<()> {
     for (username, password, role, name) in ACCOUNTS {
         if state.store.account(username).await?.is_none() {
             create_account(
@@ -74,7 +74,7 @@ pub async fn seed(state: &AppState, addr: SocketAddr) -> anyhow::Result<()> {
             .set_phase(&evaluation.id, Phase::InProgress, &prof)
             .await?;
     }
-    println!("invigil demo is ready at http://{addr}");
+    println!("invigil demo is ready at {scheme}://{addr}");
     println!("  students:  alice, bob, carol   password: demo-student");
     println!("  professor: prof                password: demo-prof");
     println!("  admin:     admin               password: demo-admin");

@@ -285,7 +285,8 @@ pub fn answers_csv(
 }
 
 /// Which audit entries to keep: each filter given must match.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditFilter {
     /// Only entries of this kind.
     pub kind: Option<String>,

@@ -11,7 +11,8 @@
 //! console       the staff console (ui/console/), embedded, served at /
 //! server        bind (listen backlog 4096), run, graceful shutdown
 //! transport     the accept loop: connection caps, read timeouts for slow clients, HTTP/1.1
-//!               with upgrades, generic over the stream (the seam for TLS)
+//!               with upgrades, generic over the stream (plain TCP, or TLS)
+//! tls           --tls-cert/--tls-key: rustls (ring), the certificate reloaded on SIGHUP
 //! app           AppState and the router
 //! http/         the JSON API: accounts, evaluations, answers (+ the ApiJson extractor)
 //! auth/         tokens (only hashes stored), the Caller extractor, origins; hashing (the one
@@ -45,6 +46,7 @@ pub mod live;
 pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod transport;
 
 pub use app::{AppState, app};

@@ -1,8 +1,11 @@
 //! `invigil-server`: parse the configuration, start logging, serve.
 
+use anyhow::Context as _;
 use clap::Parser;
 use invigil_server::config::{Cli, Command, LogFormat};
+use invigil_server::tls::Certificates;
 use std::io::Write;
+use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -24,14 +27,21 @@ async fn main() -> anyhow::Result<()> {
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
+            let certificates = match cli.serve.tls() {
+                Some((cert, key)) => Some(Arc::new(
+                    Certificates::load(cert, key).context("while loading --tls-cert/--tls-key")?,
+                )),
+                None => None,
+            };
             let listener = invigil_server::bind(cli.serve.listen)?;
-            // Tests and scripts read the chosen port from this line.
+            // Tests and scripts read the scheme and the chosen port from this line.
             println!(
-                "invigil-server listening on http://{}",
+                "invigil-server listening on {}://{}",
+                invigil_server::server::scheme(&cli.serve),
                 listener.local_addr()?
             );
             std::io::stdout().flush()?;
-            invigil_server::run(cli.serve, listener, shutdown_signal()).await
+            invigil_server::run(cli.serve, listener, certificates, shutdown_signal()).await
         }
         Command::Users(command) => invigil_server::cli::users(&cli.serve.database, command).await,
         Command::Evaluations(command) => {

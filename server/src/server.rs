@@ -11,6 +11,7 @@ use crate::http::accounts::create_account;
 use crate::live::event::Bus;
 use crate::live::hub::Hub;
 use crate::metrics::Metrics;
+use crate::tls::{Certificates, Tls};
 use crate::transport::{self, Limits, Plain};
 use crate::{demo, store};
 use anyhow::Context as _;
@@ -42,12 +43,19 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// Serves until `shutdown` resolves, then shuts down gracefully.
+/// Serves until `shutdown` resolves, then shuts down gracefully: over TLS with `certificates`
+/// (read with [`Certificates::load`] before the address is announced, so that bad files stop the
+/// server before anyone is told where it is), reloaded on SIGHUP.
 pub async fn run(
     config: Config,
     listener: TcpListener,
+    certificates: Option<Arc<Certificates>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let tls = certificates
+        .as_ref()
+        .map(Certificates::server_config)
+        .transpose()?;
     let metrics = Arc::new(Metrics::new());
     let (bus, events) = Bus::new();
     let store = store::open(&config.database, bus, config.heartbeat()).await?;
@@ -78,7 +86,7 @@ pub async fn run(
     });
     bootstrap_admin(&state).await?;
     if state.config.demo {
-        demo::seed(&state, listener.local_addr()?).await?;
+        demo::seed(&state, scheme(&state.config), listener.local_addr()?).await?;
     }
 
     let token = state.shutdown.clone();
@@ -114,15 +122,34 @@ pub async fn run(
             DRAIN_LIMIT,
         ))
     });
-    transport::serve(
-        Plain(listener),
-        app(state.clone()),
-        limits,
-        Some(state.metrics.clone()),
-        token.clone(),
-        DRAIN_LIMIT,
-    )
-    .await;
+    let (router, metrics) = (app(state.clone()), Some(state.metrics.clone()));
+    match (tls, certificates) {
+        (Some(tls), Some(certificates)) => {
+            tokio::spawn(certificates.reload_on_hangup(token.clone()));
+            let listener = Tls::new(listener, tls);
+            transport::serve(
+                listener,
+                router,
+                limits,
+                metrics,
+                token.clone(),
+                DRAIN_LIMIT,
+            )
+            .await;
+        }
+        _ => {
+            let listener = Plain(listener);
+            transport::serve(
+                listener,
+                router,
+                limits,
+                metrics,
+                token.clone(),
+                DRAIN_LIMIT,
+            )
+            .await;
+        }
+    }
     if let Some(scraped) = scraped {
         let _ = scraped.await;
     }
@@ -138,6 +165,15 @@ pub async fn run(
     dispatcher.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `https` when the server serves TLS itself, else `http`: how to reach the address it listens on.
+pub fn scheme(config: &Config) -> &'static str {
+    if config.tls().is_some() {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {

@@ -17,7 +17,7 @@
 //! `axum::serve` has none of these knobs, so this is our own loop over hyper's HTTP/1.1
 //! connection. It is generic over the stream: [`Listener::handshake`] turns an accepted
 //! connection into the stream HTTP is spoken on, on the connection's own task and within the
-//! header timeout, which is where TLS will wrap the TCP stream.
+//! header timeout: that is where [`crate::tls::Tls`] makes TLS of the TCP stream.
 
 use crate::auth::throttle::{AddressKey, in_exam_network};
 use crate::config::Config;

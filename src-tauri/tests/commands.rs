@@ -10,6 +10,7 @@ use invigil_client::view::Overview;
 use invigil_client::{ClientConfig, KeyringVault, ServerUrl};
 use invigil_desktop::{EVENT, Startup, build};
 use invigil_e2e::server::{PASSWORD, Server, Staff, WAIT};
+use invigil_e2e::tls::Authority;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -141,6 +142,35 @@ fn sign_in_errors_name_their_cause() {
 
     assert_eq!(wrong["kind"], "invalid_credentials");
     assert_eq!(unreachable["kind"], "network");
+}
+
+#[test]
+fn a_server_certificate_this_computer_does_not_trust_is_refused_in_words_for_the_sign_in_screen() {
+    let server = tauri::async_runtime::block_on(async {
+        let server = Server::start_tls(5000, &Authority::new("A school's CA").issue()).await;
+        Staff::admin(&server)
+            .await
+            .create_user("alice", "student")
+            .await;
+        server
+    });
+    // The platform's authorities only: no INVIGIL_CA_FILE.
+    let desktop = Desktop::start(&server.url());
+
+    let error = desktop
+        .invoke(
+            "sign_in",
+            json!({"username": "alice", "password": PASSWORD}),
+        )
+        .unwrap_err();
+
+    assert_eq!(error["kind"], "untrusted_certificate");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("The server's certificate is not trusted by this computer"),
+        "{message}"
+    );
+    assert!(message.contains("INVIGIL_CA_FILE"), "{message}");
 }
 
 #[test]

@@ -6,9 +6,11 @@
 //! ```text
 //! server     the real invigil-server on a free port, a proxy that cuts or freezes the network,
 //!            staff driving the server over HTTP
+//! tls        certificates made at test time: a school's CA and the server certificates it issues
 //! webdriver  the desktop app in a real window: Xvfb, tauri-driver, WebKitWebDriver, and a small
 //!            W3C WebDriver client
 //! ```
 
 pub mod server;
+pub mod tls;
 pub mod webdriver;

@@ -7,6 +7,7 @@
 //! builds it beforehand) and run from `<target>/debug/invigil-server`. Waiting is always for an
 //! event (a line on stdout, a healthy answer), bounded by [`WAIT`]; nothing sleeps to synchronise.
 
+use crate::tls::{Identity, http_trusting};
 use invigil_protocol::{Answer, AuditEntry, Evaluation, LoginResponse, Participation};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -102,6 +103,9 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Its heartbeat.
     pub heartbeat_ms: u64,
+    /// An HTTP client that trusts the server (its certificate's authority, when it serves TLS).
+    pub http: reqwest::Client,
+    tls: bool,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
@@ -109,19 +113,44 @@ pub struct Server {
 impl Server {
     /// Starts a server with this heartbeat on a free port.
     pub async fn start(heartbeat_ms: u64) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (child, addr) = launch(dir.path(), "127.0.0.1:0", heartbeat_ms).await;
-        Self {
-            addr,
-            heartbeat_ms,
-            child: Some(child),
-            dir,
-        }
+        Self::start_with(heartbeat_ms, None).await
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// Starts a server serving HTTPS and WSS itself with `identity`.
+    pub async fn start_tls(heartbeat_ms: u64, identity: &Identity) -> Self {
+        Self::start_with(heartbeat_ms, Some(identity)).await
+    }
+
+    async fn start_with(heartbeat_ms: u64, tls: Option<&Identity>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let http = match tls {
+            Some(identity) => {
+                identity.write(dir.path());
+                http_trusting(&identity.ca_pem)
+            }
+            None => reqwest::Client::new(),
+        };
+        let mut server = Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            heartbeat_ms,
+            http,
+            tls: tls.is_some(),
+            child: None,
+            dir,
+        };
+        let (child, addr) = server.launch("127.0.0.1:0").await;
+        server.child = Some(child);
+        server.addr = addr;
+        server
+    }
+
+    /// `http://127.0.0.1:PORT`, or `https://` when it serves TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme(), self.addr)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
     }
 
     /// Kills the server with SIGKILL.
@@ -135,8 +164,7 @@ impl Server {
     /// Starts it again on the same port and database.
     pub async fn restart(&mut self) {
         self.kill().await;
-        let (child, addr) =
-            launch(self.dir.path(), &self.addr.to_string(), self.heartbeat_ms).await;
+        let (child, addr) = self.launch(&self.addr.to_string()).await;
         assert_eq!(addr, self.addr);
         self.child = Some(child);
     }
@@ -155,57 +183,70 @@ impl Drop for Server {
     }
 }
 
-async fn launch(dir: &Path, listen: &str, heartbeat_ms: u64) -> (Child, SocketAddr) {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("server.log"))
-        .unwrap();
-    let mut child = Command::new(server_binary())
-        .arg("--listen")
-        .arg(listen)
-        .arg("--database")
-        .arg(format!("sqlite://{}", dir.join("invigil.db").display()))
-        .arg("--heartbeat-ms")
-        .arg(heartbeat_ms.to_string())
-        .env(
-            "INVIGIL_BOOTSTRAP_ADMIN",
-            format!("{}:{}", ADMIN.0, ADMIN.1),
-        )
-        .env("INVIGIL_LOG", "info,sqlx=warn")
-        .env_remove("INVIGIL_LISTEN")
-        .env_remove("INVIGIL_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the server starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("invigil-server listening on http://") {
-                return url.parse::<SocketAddr>().unwrap();
-            }
+impl Server {
+    async fn launch(&self, listen: &str) -> (Child, SocketAddr) {
+        let dir = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .unwrap();
+        let mut command = Command::new(server_binary());
+        command
+            .arg("--listen")
+            .arg(listen)
+            .arg("--database")
+            .arg(format!("sqlite://{}", dir.join("invigil.db").display()))
+            .arg("--heartbeat-ms")
+            .arg(self.heartbeat_ms.to_string());
+        if self.tls {
+            command
+                .arg("--tls-cert")
+                .arg(dir.join("cert.pem"))
+                .arg("--tls-key")
+                .arg(dir.join("key.pem"));
         }
-        panic!("the server exited before listening");
-    })
-    .await
-    .expect("the server prints its address");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let http = reqwest::Client::new();
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(r) = http.get(format!("http://{addr}/healthz")).send().await
-                && r.status().is_success()
-            {
-                return;
+        let mut child = command
+            .env(
+                "INVIGIL_BOOTSTRAP_ADMIN",
+                format!("{}:{}", ADMIN.0, ADMIN.1),
+            )
+            .env("INVIGIL_LOG", "info,sqlx=warn")
+            .env_remove("INVIGIL_LISTEN")
+            .env_remove("INVIGIL_DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the server starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let announced = format!("invigil-server listening on {}://", self.scheme());
+        let addr = tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(url) = line.strip_prefix(&announced) {
+                    return url.parse::<SocketAddr>().unwrap();
+                }
             }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("the server becomes healthy");
-    (child, addr)
+            panic!("the server exited before listening");
+        })
+        .await
+        .expect("the server prints its address");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let health = format!("{}://{addr}/healthz", self.scheme());
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Ok(r) = self.http.get(&health).send().await
+                    && r.status().is_success()
+                {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the server becomes healthy");
+        (child, addr)
+    }
 }
 
 /// What the network between the student and the server does.
@@ -305,12 +346,21 @@ pub struct Staff {
 impl Staff {
     /// The bootstrap admin.
     pub async fn admin(server: &Server) -> Self {
-        Self::login(&server.url(), ADMIN.0, ADMIN.1).await
+        Self::login_with(server.http.clone(), &server.url(), ADMIN.0, ADMIN.1).await
     }
 
     /// Signs anyone in directly at the server (for a student: a sign-in on another device).
     pub async fn login(base: &str, username: &str, password: &str) -> Self {
-        let http = reqwest::Client::new();
+        Self::login_with(reqwest::Client::new(), base, username, password).await
+    }
+
+    /// Signs in with `http` (a client that trusts the server's certificate, say).
+    pub async fn login_with(
+        http: reqwest::Client,
+        base: &str,
+        username: &str,
+        password: &str,
+    ) -> Self {
         let response = http
             .post(format!("{base}/api/login"))
             .json(&json!({"username": username, "password": password, "device": "elsewhere"}))

@@ -72,13 +72,19 @@ impl Student {
     /// Starts an app on `data_dir` pointed at `server_url`.
     pub async fn start(server_url: &str, data_dir: &Path, vault: Arc<dyn Vault>) -> Self {
         let config = ClientConfig::new(ServerUrl::parse(server_url).unwrap(), data_dir);
+        Self::start_with(config, vault).await
+    }
+
+    /// Starts an app as `config` says.
+    pub async fn start_with(config: ClientConfig, vault: Arc<dyn Vault>) -> Self {
+        let data_dir = config.data_dir.clone();
         let engine = Engine::start(config, vault)
             .await
             .expect("the engine starts");
         let events = engine.subscribe();
         Self {
             engine,
-            dir: data_dir.to_owned(),
+            dir: data_dir,
             events,
             seen: Arc::new(Mutex::new(Vec::new())),
         }

@@ -104,16 +104,15 @@ pub fn foreign_origin(headers: &HeaderMap, config: &Config) -> bool {
     headers.contains_key(header::ORIGIN) && !origin_allowed(headers, config)
 }
 
-/// Whether the session cookie is marked `Secure`: by `--public-url`'s scheme, or without one when
-/// a proxy says the client came over https.
+/// Whether the session cookie is marked `Secure`: by `--public-url`'s scheme; without one, when the
+/// server serves TLS itself or a proxy says the client came over https.
 fn secure_cookie(headers: &HeaderMap, config: &Config) -> bool {
-    match &config.public_url {
-        Some(url) => url.https(),
-        None => headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("https")),
-    }
+    config.https()
+        || (config.public_url.is_none()
+            && headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("https")))
 }
 
 /// The `Set-Cookie` value that signs a browser in with `token` (`None`: signs it out).
@@ -269,5 +268,15 @@ mod tests {
         assert!(session_cookie(Some("t"), &forwarded, &config(None, &[])).contains("Secure"));
         let cleared = session_cookie(None, &HeaderMap::new(), &https);
         assert!(cleared.starts_with("invigil_session=;") && cleared.contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn served_over_its_own_tls_the_cookie_is_secure_unless_the_public_url_says_http() {
+        let mut tls = config(None, &[]);
+        tls.tls_cert = Some("cert.pem".into());
+        tls.tls_key = Some("key.pem".into());
+        assert!(session_cookie(Some("t"), &HeaderMap::new(), &tls).ends_with("; Secure"));
+        tls.public_url = Some("http://exams.example.org".parse().unwrap());
+        assert!(!session_cookie(Some("t"), &HeaderMap::new(), &tls).contains("Secure"));
     }
 }

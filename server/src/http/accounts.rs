@@ -65,8 +65,22 @@ pub async fn create_account(
         .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/users",
+    tag = "users",
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "The account", body = User),
+        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 409, description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`", body = invigil_protocol::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+    )
+)]
 #[tracing::instrument(skip_all, fields(username = %loggable(&body.username), role = ?body.role))]
-async fn create_user(
+pub(crate) async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<CreateUser>,
@@ -84,8 +98,23 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/login",
+    tag = "accounts",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in; also sets the cookie `invigil_session`", body = LoginResponse),
+        (status = 401, description = "`invalid_credentials`", body = invigil_protocol::ErrorBody),
+        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody),
+        (status = 429, description = "`too_many_attempts` (sign-ins) or `too_many_streams`; see `Retry-After`", body = invigil_protocol::ErrorBody),
+        (status = 503, description = "`server_busy`: sign-ins are queued too long; see `Retry-After`", body = invigil_protocol::ErrorBody)
+    )
+)]
 #[tracing::instrument(skip_all, fields(username, ip))]
-async fn login(
+pub(crate) async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -179,8 +208,18 @@ async fn login(
     Ok(response)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/logout",
+    tag = "accounts",
+    responses(
+        (status = 204, description = "Signed out; the cookie is cleared"),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody)
+    )
+)]
 #[tracing::instrument(skip_all, fields(session_id = %caller.session.id))]
-async fn logout(
+pub(crate) async fn logout(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
@@ -198,12 +237,33 @@ async fn logout(
     Ok(response)
 }
 
-async fn me(caller: Caller) -> Json<User> {
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    tag = "accounts",
+    responses(
+        (status = 200, description = "The signed-in user", body = User),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody)
+    )
+)]
+pub(crate) async fn me(caller: Caller) -> Json<User> {
     Json(caller.session.user)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/users/{username}/revoke",
+    tag = "users",
+    params(("username" = String, Path, description = "The user")),
+    responses(
+        (status = 204, description = "Every session of the user ended"),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such user", body = invigil_protocol::ErrorBody)
+    )
+)]
 #[tracing::instrument(skip_all, fields(username = %loggable(&username)))]
-async fn revoke(
+pub(crate) async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(username): Path<String>,

@@ -24,8 +24,25 @@ pub fn routes() -> Routes {
         )
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/evaluations/{id}/answers/{question_id}",
+    tag = "answers",
+    request_body = SaveAnswer,
+    params(("id" = String, Path, description = "The evaluation"), ("question_id" = String, Path, description = "The question")),
+    responses(
+        (status = 200, description = "Stored (or already newer)", body = SaveAck),
+        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
+        (status = 409, description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`", body = invigil_protocol::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody),
+        (status = 423, description = "`blocked`: the student is blocked in this evaluation", body = invigil_protocol::ErrorBody)
+    )
+)]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id, question_id = %question_id, user = %caller.user().username))]
-async fn save(
+pub(crate) async fn save(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, question_id)): Path<(String, String)>,
@@ -56,12 +73,28 @@ async fn save(
     Ok(Json(ack))
 }
 
-#[derive(Debug, Deserialize)]
-struct Whose {
+/// The query of `GET /api/evaluations/{id}/answers`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Whose {
+    /// Staff: the student whose answers to read (a student reads only their own).
     username: Option<String>,
 }
 
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/api/evaluations/{id}/answers",
+    tag = "answers",
+    params(("id" = String, Path, description = "The evaluation"), Whose),
+    responses(
+        (status = 200, description = "The answers held", body = Vec<Answer>),
+        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody)
+    )
+)]
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -98,7 +131,19 @@ async fn list(
 /// `GET /api/evaluations/{id}/students/{username}/answers` (owner, admin; an addition to the
 /// contract): a student's answers with where each came from (`source`). Kept apart from
 /// `GET .../answers?username=`, which answers exactly what the contract lists.
-async fn with_sources(
+#[utoipa::path(
+    get,
+    path = "/api/evaluations/{id}/students/{username}/answers",
+    tag = "answers",
+    params(("id" = String, Path, description = "The evaluation"), ("username" = String, Path, description = "The user")),
+    responses(
+        (status = 200, description = "A student's answers with where each came from", body = Vec<StaffAnswer>),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody)
+    )
+)]
+pub(crate) async fn with_sources(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, username)): Path<(String, String)>,

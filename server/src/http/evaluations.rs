@@ -82,8 +82,21 @@ pub async fn eligible(state: &AppState, caller: &Caller, id: &str) -> Result<Par
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/evaluations",
+    tag = "evaluations",
+    request_body = CreateEvaluation,
+    responses(
+        (status = 201, description = "The evaluation, a draft", body = Evaluation),
+        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+    )
+)]
 #[tracing::instrument(skip_all, fields(user = %caller.user().username))]
-async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<CreateEvaluation>,
@@ -101,7 +114,19 @@ async fn create(
     Ok((StatusCode::CREATED, Json(evaluation)))
 }
 
-async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<Evaluation>>> {
+#[utoipa::path(
+    get,
+    path = "/api/evaluations",
+    tag = "evaluations",
+    responses(
+        (status = 200, description = "The evaluations the caller may see", body = Vec<Evaluation>),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody)
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<Evaluation>>> {
     if caller.user().role == Role::Student {
         let views = state.store.student_views(caller.user()).await?;
         Ok(Json(views.into_iter().map(|v| v.evaluation).collect()))
@@ -110,7 +135,18 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<
     }
 }
 
-async fn read(
+#[utoipa::path(
+    get,
+    path = "/api/evaluations/{id}",
+    tag = "evaluations",
+    params(("id" = String, Path, description = "The evaluation")),
+    responses(
+        (status = 200, description = "The evaluation, with the student's participation for a student", body = EvaluationDetail),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody)
+    )
+)]
+pub(crate) async fn read(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -133,8 +169,24 @@ async fn read(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/evaluations/{id}/phase",
+    tag = "evaluations",
+    request_body = PhaseChange,
+    params(("id" = String, Path, description = "The evaluation")),
+    responses(
+        (status = 200, description = "The evaluation in its new phase", body = Evaluation),
+        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
+        (status = 409, description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`", body = invigil_protocol::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+    )
+)]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id, phase = %body.phase))]
-async fn set_phase(
+pub(crate) async fn set_phase(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -152,8 +204,24 @@ async fn set_phase(
     Ok(Json(evaluation))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/evaluations/{id}/ends_at",
+    tag = "evaluations",
+    request_body = EndsAtChange,
+    params(("id" = String, Path, description = "The evaluation")),
+    responses(
+        (status = 200, description = "The evaluation with its new end", body = Evaluation),
+        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
+        (status = 409, description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`", body = invigil_protocol::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+    )
+)]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id))]
-async fn set_ends_at(
+pub(crate) async fn set_ends_at(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -168,8 +236,23 @@ async fn set_ends_at(
     ))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/evaluations/{id}/access",
+    tag = "evaluations",
+    request_body = AccessList,
+    params(("id" = String, Path, description = "The evaluation")),
+    responses(
+        (status = 200, description = "The access list as stored", body = AccessList),
+        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+    )
+)]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id, students = body.students.len()))]
-async fn set_access(
+pub(crate) async fn set_access(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -211,7 +294,19 @@ async fn set_access(
     Ok(Json(AccessList { students }))
 }
 
-async fn read_access(
+#[utoipa::path(
+    get,
+    path = "/api/evaluations/{id}/access",
+    tag = "evaluations",
+    params(("id" = String, Path, description = "The evaluation")),
+    responses(
+        (status = 200, description = "The access list", body = AccessList),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody)
+    )
+)]
+pub(crate) async fn read_access(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -222,8 +317,22 @@ async fn read_access(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/evaluations/{id}/join",
+    tag = "participation",
+    params(("id" = String, Path, description = "The evaluation")),
+    responses(
+        (status = 200, description = "The student's participation", body = Participation),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden` (not a student) or `not_on_access_list`", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
+        (status = 409, description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`", body = invigil_protocol::ErrorBody),
+        (status = 423, description = "`blocked`: the student is blocked in this evaluation", body = invigil_protocol::ErrorBody)
+    )
+)]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id, user = %caller.user().username))]
-async fn join(
+pub(crate) async fn join(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -233,8 +342,22 @@ async fn join(
     Ok(Json(state.store.join(&id, caller.user()).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/evaluations/{id}/submit",
+    tag = "participation",
+    params(("id" = String, Path, description = "The evaluation")),
+    responses(
+        (status = 200, description = "The participation, submitted", body = Participation),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden` (not a student) or `not_on_access_list`", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
+        (status = 409, description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`", body = invigil_protocol::ErrorBody),
+        (status = 423, description = "`blocked`: the student is blocked in this evaluation", body = invigil_protocol::ErrorBody)
+    )
+)]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id, user = %caller.user().username))]
-async fn submit(
+pub(crate) async fn submit(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -255,7 +378,19 @@ async fn eligible_or_refused(state: &AppState, caller: &Caller, id: &str) -> Res
     }
 }
 
-async fn participants(
+#[utoipa::path(
+    get,
+    path = "/api/evaluations/{id}/participants",
+    tag = "participation",
+    params(("id" = String, Path, description = "The evaluation")),
+    responses(
+        (status = 200, description = "One row per student on the list or who joined", body = Vec<Participant>),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody)
+    )
+)]
+pub(crate) async fn participants(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -267,8 +402,24 @@ async fn participants(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/evaluations/{id}/participants/{username}/unblock",
+    tag = "participation",
+    request_body = Unblock,
+    params(("id" = String, Path, description = "The evaluation"), ("username" = String, Path, description = "The user")),
+    responses(
+        (status = 200, description = "The participation, unblocked", body = Participation),
+        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
+        (status = 409, description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`", body = invigil_protocol::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+    )
+)]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id, username = %username))]
-async fn unblock(
+pub(crate) async fn unblock(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, username)): Path<(String, String)>,
@@ -286,7 +437,20 @@ async fn unblock(
 
 /// The audit log, oldest first; `?kind=&username=&actor=&since=&until=` keep only the matching
 /// entries (an addition to the contract).
-async fn audit(
+#[utoipa::path(
+    get,
+    path = "/api/evaluations/{id}/audit",
+    tag = "participation",
+    params(("id" = String, Path, description = "The evaluation"), AuditFilter),
+    responses(
+        (status = 200, description = "The audit log, oldest first", body = Vec<AuditEntry>),
+        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody)
+    )
+)]
+pub(crate) async fn audit(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -301,8 +465,24 @@ async fn audit(
 
 /// `PATCH /api/evaluations/{id}` (owner, admin; an addition to the contract): changes the title,
 /// the questions (only while a draft: 409 `conflict` otherwise), the end time or the access mode.
+#[utoipa::path(
+    patch,
+    path = "/api/evaluations/{id}",
+    tag = "evaluations",
+    request_body = EditEvaluation,
+    params(("id" = String, Path, description = "The evaluation")),
+    responses(
+        (status = 200, description = "The evaluation as changed", body = Evaluation),
+        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
+        (status = 409, description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`", body = invigil_protocol::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+    )
+)]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id))]
-async fn edit(
+pub(crate) async fn edit(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

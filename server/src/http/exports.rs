@@ -54,8 +54,20 @@ fn csv_download(name: &str, body: String) -> Result<Response> {
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/evaluations/{id}/exports/answers.csv",
+    tag = "files",
+    params(("id" = String, Path, description = "The evaluation")),
+    responses(
+        (status = 200, description = "Every stored answer, one row each", content_type = "text/csv", body = String),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody)
+    )
+)]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id))]
-async fn answers_csv(
+pub(crate) async fn answers_csv(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -70,8 +82,21 @@ async fn answers_csv(
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/evaluations/{id}/exports/audit.csv",
+    tag = "files",
+    params(("id" = String, Path, description = "The evaluation"), AuditFilter),
+    responses(
+        (status = 200, description = "The audit log, filtered", content_type = "text/csv", body = String),
+        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody)
+    )
+)]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id))]
-async fn audit_csv(
+pub(crate) async fn audit_csv(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -92,8 +117,23 @@ async fn audit_csv(
     )
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/evaluations/{id}/imports/answers",
+    tag = "files",
+    request_body(content = String, content_type = "application/json", description = "The desktop app's answers-export file"),
+    params(("id" = String, Path, description = "The evaluation")),
+    responses(
+        (status = 200, description = "What was stored and what was skipped, and why", body = ImportReport),
+        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+    )
+)]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id, bytes = body.len()))]
-async fn import_answers(
+pub(crate) async fn import_answers(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

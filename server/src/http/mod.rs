@@ -7,11 +7,13 @@
 //! - [`users`]: the users list, roster imports and password resets (admins; additions).
 //! - [`exports`]: CSV exports of answers and of the audit log, and imports of the desktop app's
 //!   answers-export file (additions).
+//! - [`openapi`]: this API as OpenAPI 3.1, generated from the handlers' annotations (addition).
 
 pub mod accounts;
 pub mod answers;
 pub mod evaluations;
 pub mod exports;
+pub mod openapi;
 pub mod users;
 
 use crate::app::AppState;
@@ -35,6 +37,7 @@ pub fn routes() -> Routes {
     Routes::new()
         .get("/healthz", healthz)
         .get("/metrics", metrics)
+        .get("/api/openapi.json", openapi::serve)
         .merge(accounts::routes())
         .merge(evaluations::routes())
         .merge(answers::routes())
@@ -117,12 +120,33 @@ impl Routes {
     }
 }
 
-async fn healthz() -> &'static str {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "service",
+    responses(
+        (status = 200, description = "Requests are served", content_type = "text/plain", body = String)
+    )
+)]
+pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
 /// `GET /metrics` on the main address: admins only (401 without a session, 403 for others).
-async fn metrics(State(state): State<AppState>, caller: Caller) -> Result<Response, Error> {
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    responses(
+        (status = 200, description = "The metrics, OpenMetrics text", content_type = "application/openmetrics-text", body = String),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody)
+    )
+)]
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, Error> {
     accounts::require_admin(&caller)?;
     Ok(render_metrics(State(state)).await.into_response())
 }

@@ -28,7 +28,20 @@ pub fn routes() -> Routes {
         .post("/api/users/{username}/password", reset_password)
 }
 
-async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<UserSummary>>> {
+#[utoipa::path(
+    get,
+    path = "/api/users",
+    tag = "users",
+    responses(
+        (status = 200, description = "Every account", body = Vec<UserSummary>),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody)
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<UserSummary>>> {
     require_admin(&caller)?;
     Ok(Json(state.store.users().await?))
 }
@@ -150,8 +163,22 @@ async fn hash_all(hashing: &Hashing, lines: Vec<RosterLine>) -> Result<Vec<NewAc
     hashed.into_iter().collect()
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/users/import",
+    tag = "users",
+    request_body(content = String, content_type = "text/csv", description = "A roster: `username,password[,display_name]` per line"),
+    responses(
+        (status = 201, description = "Every line's account was created", body = UsersImported),
+        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 409, description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`", body = invigil_protocol::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+    )
+)]
 #[tracing::instrument(skip_all, fields(bytes = body.len()))]
-async fn import(
+pub(crate) async fn import(
     State(state): State<AppState>,
     caller: Caller,
     ApiBytes(body): ApiBytes,
@@ -189,8 +216,23 @@ pub async fn reset(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/users/{username}/password",
+    tag = "users",
+    request_body = ResetPassword,
+    params(("username" = String, Path, description = "The user")),
+    responses(
+        (status = 200, description = "The password was reset", body = PasswordReset),
+        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 404, description = "`not_found`: no such user", body = invigil_protocol::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+    )
+)]
 #[tracing::instrument(skip_all, fields(username = %loggable(&username)))]
-async fn reset_password(
+pub(crate) async fn reset_password(
     State(state): State<AppState>,
     caller: Caller,
     Path(username): Path<String>,

@@ -9,8 +9,10 @@
 
 /// The query of `GET /api/ws` and `GET /api/events`: `?additions=1` asks for the console's added
 /// message types ([`invigil_protocol::ConsoleMessage`]) besides the contract's.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LiveQuery {
+    /// `1`: the console's added message types too.
     additions: Option<String>,
 }
 

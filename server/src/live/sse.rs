@@ -14,6 +14,18 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// Opens an event stream: 429 `too_many_streams` when the session holds as many as it may.
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "live",
+    params(super::LiveQuery),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        (status = 429, description = "`too_many_attempts` (sign-ins) or `too_many_streams`; see `Retry-After`", body = invigil_protocol::ErrorBody)
+    )
+)]
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,

@@ -36,6 +36,18 @@ pub const MAX_SAVES_IN_FLIGHT: usize = 64;
 const READ_BUFFER_BYTES: usize = 512;
 
 /// Upgrades to the live socket.
+#[utoipa::path(
+    get,
+    path = "/api/ws",
+    tag = "live",
+    params(super::LiveQuery),
+    responses(
+        (status = 101, description = "The live socket (frames: docs/PROTOCOL.md, The live socket)"),
+        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
+        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody)
+    )
+)]
 pub async fn upgrade(
     State(state): State<AppState>,
     caller: Caller,

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 use futures_util::{SinkExt, StreamExt};
+use invigil_e2e::tls::{Identity, client_trusting, http_trusting};
 use invigil_protocol::{ClientMessage, Evaluation, LoginResponse, Role, ServerMessage, User};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -24,7 +25,7 @@ use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 /// The longest any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -40,6 +41,8 @@ pub struct Options {
     pub heartbeat_ms: u64,
     /// Extra flags.
     pub args: Vec<String>,
+    /// Serve HTTPS and WSS with this certificate (`--tls-cert`, `--tls-key`).
+    pub tls: Option<Identity>,
 }
 
 impl Default for Options {
@@ -47,6 +50,21 @@ impl Default for Options {
         Self {
             heartbeat_ms: 5000,
             args: Vec::new(),
+            tls: None,
+        }
+    }
+}
+
+impl Options {
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// An HTTP client that trusts the server.
+    fn http(&self) -> reqwest::Client {
+        match &self.tls {
+            Some(identity) => http_trusting(&identity.ca_pem),
+            None => reqwest::Client::new(),
         }
     }
 }
@@ -123,7 +141,7 @@ impl TestApp {
         let mut app = Self {
             base: String::new(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            http: reqwest::Client::builder().build().unwrap(),
+            http: options.http(),
             child: None,
             dir,
             options,
@@ -190,6 +208,30 @@ impl TestApp {
         }
     }
 
+    /// The server's own folder: its database, its log, and a TLS server's `cert.pem`/`key.pem`.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Sends the running server `signal` (SIGHUP: read the TLS certificate again).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let child = self.child.as_ref().expect("a running server");
+        let pid = nix::unistd::Pid::from_raw(child.id().expect("a running child") as i32);
+        nix::sys::signal::kill(pid, signal).expect("the signal is sent");
+    }
+
+    /// Waits (at most [`WAIT`]) until the server's log holds `text`.
+    pub async fn until_logged(&self, text: &str) {
+        tokio::time::timeout(WAIT, async {
+            while !self.log().contains(text) {
+                // The log is a file the server appends to: nothing to wait on but the file.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the server logs {text:?}; its log:\n{}", self.log()));
+    }
+
     /// The server's log so far (stderr).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
@@ -226,7 +268,7 @@ impl TestApp {
         let (child, addr) = start(&self.database_url(), &self.options, self.dir.path()).await;
         self.child = Some(child);
         self.addr = addr;
-        self.base = format!("http://{addr}");
+        self.base = format!("{}://{addr}", self.options.scheme());
     }
 
     /// A URL on this server.
@@ -403,16 +445,28 @@ impl TestApp {
         assert_eq!(status, StatusCode::OK, "joining: {body}");
     }
 
-    /// Opens the live socket with a bearer token.
+    /// Opens the live socket with a bearer token (over TLS when the server serves it).
     pub async fn socket(&self, actor: &Actor) -> Socket {
-        let mut request = format!("ws://{}/api/ws", self.addr)
+        let scheme = if self.options.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        let mut request = format!("{scheme}://{}/api/ws", self.addr)
             .into_client_request()
             .unwrap();
         request.headers_mut().insert(
             "authorization",
             format!("Bearer {}", actor.token).parse().unwrap(),
         );
-        Socket::connect(request).await.expect("the socket opens")
+        let connector = self
+            .options
+            .tls
+            .as_ref()
+            .map(|identity| Connector::Rustls(client_trusting(&identity.ca_pem)));
+        Socket::connect_with(request, connector)
+            .await
+            .expect("the socket opens")
     }
 
     /// Opens the live socket and reads `WELCOME` and the snapshot up to `SNAPSHOT_END`.
@@ -437,14 +491,24 @@ async fn start(database: &str, options: &Options, dir: &std::path::Path) -> (Chi
         .append(true)
         .open(dir.join("server.log"))
         .expect("a log file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_invigil-server"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_invigil-server"));
+    command
         .arg("--listen")
         .arg("127.0.0.1:0")
         .arg("--database")
         .arg(database)
         .arg("--heartbeat-ms")
         .arg(options.heartbeat_ms.to_string())
-        .args(&options.args)
+        .args(&options.args);
+    if let Some(identity) = &options.tls {
+        let (cert, key) = identity.write(dir);
+        command
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key);
+    }
+    let mut child = command
         .env(
             "INVIGIL_BOOTSTRAP_ADMIN",
             format!("{}:{}", ADMIN.0, ADMIN.1),
@@ -459,9 +523,10 @@ async fn start(database: &str, options: &Options, dir: &std::path::Path) -> (Chi
         .expect("the server starts");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
+    let announced = format!("invigil-server listening on {}://", options.scheme());
     let addr = tokio::time::timeout(WAIT, async {
         while let Some(line) = lines.next_line().await.expect("stdout") {
-            if let Some(url) = line.strip_prefix("invigil-server listening on http://") {
+            if let Some(url) = line.strip_prefix(&announced) {
                 return url.parse::<SocketAddr>().expect("an address");
             }
         }
@@ -472,10 +537,11 @@ async fn start(database: &str, options: &Options, dir: &std::path::Path) -> (Chi
     // Keep reading stdout so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     // The port is printed before the database is open; wait until requests are served.
-    let client = reqwest::Client::new();
+    let client = options.http();
+    let health = format!("{}://{addr}/healthz", options.scheme());
     tokio::time::timeout(WAIT, async {
         loop {
-            if let Ok(r) = client.get(format!("http://{addr}/healthz")).send().await {
+            if let Ok(r) = client.get(&health).send().await {
                 if r.status().is_success() {
                     break;
                 }
@@ -509,7 +575,17 @@ impl Socket {
     pub async fn connect(
         request: tokio_tungstenite::tungstenite::handshake::client::Request,
     ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
-        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Self::connect_with(request, None).await
+    }
+
+    /// Connects with a prepared request, over TLS with `connector` for a `wss://` URL.
+    pub async fn connect_with(
+        request: tokio_tungstenite::tungstenite::handshake::client::Request,
+        connector: Option<Connector>,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        let (ws, _) =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector)
+                .await?;
         Ok(Self {
             ws,
             keep_heartbeats: false,

@@ -15,4 +15,6 @@ mod evaluations;
 mod limits;
 mod live;
 mod matrix;
+mod openapi;
 mod single_session;
+mod tls;
