@@ -79,6 +79,10 @@ const ATTEMPTS: u32 = 8;
 const TOUCH_EVERY_MS: i64 = 60_000;
 /// Event rows are kept this long: every live node has long read them by then.
 const EVENTS_KEPT_MS: i64 = 10 * 60 * 1000;
+/// How long a sweep (of dead nodes, or of old events) may take before the beat goes on without
+/// it: far longer than a busy database needs, but a query stuck on a dead link must not stop
+/// the beats for good.
+const SWEEP_LIMIT: Duration = Duration::from_secs(30);
 /// How often old event rows are deleted.
 const EVENTS_SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// A node counts as dead after three heartbeat periods of silence, but never sooner than this: a
@@ -531,7 +535,7 @@ async fn beat(
             }
             Ok(Err(e)) => tracing::warn!(error = ?e, "could not record this node's heartbeat"),
         }
-        match tokio::time::timeout(window, sweep(&engine)).await {
+        match tokio::time::timeout(SWEEP_LIMIT, sweep(&engine)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = ?e, "could not sweep dead nodes"),
             Err(_) => tracing::warn!("sweeping dead nodes took too long"),
@@ -540,7 +544,7 @@ async fn beat(
             events_swept = tokio::time::Instant::now();
             let sql = format!("DELETE FROM events WHERE created_at < {NOW_MS} - $1");
             let delete = sqlx::query(&sql).bind(EVENTS_KEPT_MS).execute(&engine.pool);
-            match tokio::time::timeout(window, delete).await {
+            match tokio::time::timeout(SWEEP_LIMIT, delete).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "could not delete old events"),
                 Err(_) => tracing::warn!("deleting old events took too long"),
