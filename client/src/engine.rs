@@ -1386,6 +1386,7 @@ mod tests {
                 access: Access::List,
                 owner: "prof".into(),
                 questions: vec![],
+                proctoring: Default::default(),
             },
             participation: Participation {
                 evaluation_id: "e1".into(),

@@ -58,6 +58,7 @@ pub async fn seed(state: &AppState, addr: SocketAddr) -> anyhow::Result<()> {
                     questions: questions(),
                     ends_at,
                     access: Access::List,
+                    proctoring: Default::default(),
                 },
             )
             .await?;

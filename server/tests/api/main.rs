@@ -15,4 +15,5 @@ mod evaluations;
 mod limits;
 mod live;
 mod matrix;
+mod proctoring;
 mod single_session;
