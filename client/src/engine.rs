@@ -1393,6 +1393,7 @@ mod tests {
                 access: Access::List,
                 owner: "prof".into(),
                 questions: vec![],
+                proctoring: Default::default(),
             },
             participation: Participation {
                 evaluation_id: "e1".into(),

@@ -430,6 +430,9 @@ fn handle(
             Flow::Continue
         }
         ServerMessage::ParticipantUpdate { .. } => Flow::Continue,
+        // The engine sends no integrity events yet (the desktop app's proctoring is its own
+        // change): an answer to one is nothing it waits for.
+        ServerMessage::IntegrityAck(_) | ServerMessage::IntegrityRejected(_) => Flow::Continue,
         ServerMessage::Heartbeat { server_time } => {
             state.clock.record(server_time, received);
             shared.emit(Event::Clock {

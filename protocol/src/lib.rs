@@ -16,10 +16,9 @@
 //! - errors: [`ErrorBody`] and its [`ErrorCode`].
 //! - the live socket: [`ServerMessage`] and [`ClientMessage`], tagged by `type`, and the [`close`] codes.
 //! - additions of the project: the console's frames ([`ConsoleMessage`]) and bodies.
-//! - proctoring (contract v2): [`Proctoring`] settings, [`IntegrityEvent`] and its answers, the
-//!   participant rows' [`IntegritySummary`], and the frames [`IntegrityClientMessage`] and
-//!   [`IntegrityServerMessage`], kept apart from the socket's enums until the server and the app
-//!   handle them.
+//! - proctoring (contract v2): [`Proctoring`] settings, [`IntegrityEvent`] and its answers
+//!   ([`IntegrityAck`], [`IntegrityRejected`], frames of the socket's enums), the participant rows'
+//!   [`IntegritySummary`].
 //!
 //! With the feature `openapi`, the types of the HTTP API also derive `utoipa::ToSchema`, for the
 //! server's OpenAPI document; without it the crate needs serde alone.
@@ -476,6 +475,10 @@ pub struct Evaluation {
     pub owner: String,
     /// The questions; empty for a student while the phase is draft.
     pub questions: Vec<Question>,
+    /// What the desktop app reports while a student sits it (contract v2); the defaults (nothing)
+    /// when absent.
+    #[serde(default)]
+    pub proctoring: Proctoring,
 }
 
 /// `GET /api/evaluations/{id}`: the evaluation and, for a student, their participation.
@@ -504,6 +507,9 @@ pub struct CreateEvaluation {
     /// Who may sit it; `list` when absent.
     #[serde(default)]
     pub access: Option<Access>,
+    /// The proctoring settings (contract v2); absent keys read as the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proctoring: Option<ProctoringChange>,
 }
 
 /// `POST /api/evaluations/{id}/phase`. The phase is read as text so that an unknown one is a
@@ -637,6 +643,9 @@ pub struct Participant {
     /// How many questions' stored answer is late. (An addition to the contract.)
     #[serde(default)]
     pub late_answers: u32,
+    /// The student's integrity events in this evaluation, summed up (contract v2).
+    #[serde(default)]
+    pub integrity: IntegritySummary,
 }
 
 /// `POST .../participants/{username}/unblock`.
@@ -973,6 +982,10 @@ pub enum ServerMessage {
         /// A human sentence.
         message: String,
     },
+    /// An integrity event is durably stored (or already was).
+    IntegrityAck(IntegrityAck),
+    /// An integrity event was refused.
+    IntegrityRejected(IntegrityRejected),
 }
 
 impl ServerMessage {
@@ -988,6 +1001,8 @@ impl ServerMessage {
             ServerMessage::ParticipantUpdate { .. } => "PARTICIPANT_UPDATE",
             ServerMessage::Heartbeat { .. } => "HEARTBEAT",
             ServerMessage::Error { .. } => "ERROR",
+            ServerMessage::IntegrityAck(_) => "INTEGRITY_ACK",
+            ServerMessage::IntegrityRejected(_) => "INTEGRITY_REJECTED",
         }
     }
 
@@ -1014,6 +1029,8 @@ pub enum ClientMessage {
     },
     /// "I am here."
     Heartbeat,
+    /// Report an integrity event; `INTEGRITY_ACK`, `INTEGRITY_REJECTED` or `ERROR` follows.
+    IntegrityEvent(IntegrityEvent),
 }
 
 /// Close codes of the live socket.
@@ -1075,6 +1092,9 @@ pub struct EditEvaluation {
     /// A new access mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<Access>,
+    /// Proctoring settings to change (contract v2): the keys given replace the stored ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proctoring: Option<ProctoringChange>,
 }
 
 /// A row of `GET /api/users`.
@@ -1218,12 +1238,9 @@ impl ConsoleMessage {
 
 // ---- Proctoring (contract v2) ----------------------------------------------------------------
 //
-// Everything proctoring puts on the wire, defined ahead of the code that handles it. The frames are
-// whole frames of the live socket (same `type` tag, same JSON), kept in their own enums
-// ([`IntegrityClientMessage`], [`IntegrityServerMessage`]) rather than as variants of
-// [`ClientMessage`] and [`ServerMessage`], because every `match` on those must then handle them:
-// whoever wires proctoring into the server and the app moves them over (and updates
-// `tests/document.rs`, which finds every frame name through these enums).
+// Everything proctoring puts on the wire. Its frames are variants of [`ClientMessage`]
+// (`INTEGRITY_EVENT`) and [`ServerMessage`] (`INTEGRITY_ACK`, `INTEGRITY_REJECTED`) whose fields
+// are the structs below, which are also the bodies of the HTTP form.
 
 /// An evaluation's proctoring settings. Absent keys read as the defaults: everything off, brief
 /// interruptions up to 2 s.
@@ -1441,41 +1458,6 @@ pub struct IntegrityRejected {
     pub event_id: String,
     /// Why.
     pub code: IntegrityRejectCode,
-}
-
-/// The proctoring frame a client sends on the live socket (a [`ClientMessage`] in waiting: see
-/// the note at the head of this section).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum IntegrityClientMessage {
-    /// Report an integrity event; `INTEGRITY_ACK`, `INTEGRITY_REJECTED` or `ERROR` follows.
-    IntegrityEvent(IntegrityEvent),
-}
-
-/// The proctoring frames the server sends on the live socket (a [`ServerMessage`] in waiting:
-/// see the note at the head of this section).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum IntegrityServerMessage {
-    /// The event is durably stored (or was already).
-    IntegrityAck(IntegrityAck),
-    /// The event was refused.
-    IntegrityRejected(IntegrityRejected),
-}
-
-impl IntegrityServerMessage {
-    /// The `type` tag, as the SSE `event` name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            IntegrityServerMessage::IntegrityAck(_) => "INTEGRITY_ACK",
-            IntegrityServerMessage::IntegrityRejected(_) => "INTEGRITY_REJECTED",
-        }
-    }
-
-    /// The JSON text of the frame.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("integrity messages always serialize")
-    }
 }
 
 /// The last integrity event of a student, in [`IntegritySummary::last`].

@@ -94,6 +94,7 @@ fn running_evaluation() -> Evaluation {
         access: Access::List,
         owner: "prof1".into(),
         questions: vec![text_question()],
+        proctoring: Proctoring::default(),
     }
 }
 
@@ -101,7 +102,8 @@ fn running_evaluation_json() -> Value {
     json!({
         "id": "e1", "title": "Algorithms midterm", "phase": "in_progress",
         "ends_at": "2026-11-22T11:00:00.000Z", "access": "list", "owner": "prof1",
-        "questions": [{"id": "q1", "prompt": "Explain quicksort", "kind": "text"}]
+        "questions": [{"id": "q1", "prompt": "Explain quicksort", "kind": "text"}],
+        "proctoring": {"fullscreen": false, "report_focus": false, "block_clipboard": false, "single_display": false, "brief_ms": 2000}
     })
 }
 
@@ -133,6 +135,7 @@ fn connected_participant() -> Participant {
         answered: 2,
         disconnected_since: None,
         late_answers: 0,
+        integrity: IntegritySummary::default(),
     }
 }
 
@@ -140,7 +143,7 @@ fn connected_participant_json() -> Value {
     json!({
         "username": "alice", "display_name": "Alice Martin", "status": "in_progress",
         "blocked_reason": null, "connected": true, "last_seen": "2026-11-22T09:00:00.000Z",
-        "answered": 2, "disconnected_since": null, "late_answers": 0
+        "answered": 2, "disconnected_since": null, "late_answers": 0, "integrity": {"events": 0, "focus_lost": 0, "brief": 0, "away_ms": 0, "longest_away_ms": 0, "last": null, "capabilities": null}
     })
 }
 
@@ -507,11 +510,13 @@ fn evaluation_reads_and_writes_the_contract_example() {
         access: Access::List,
         owner: "prof1".into(),
         questions: vec![text_question()],
+        proctoring: Proctoring::default(),
     };
     assert_reads_and_writes(
         json!({"id": "e1", "title": "Algorithms midterm", "phase": "draft",
                "ends_at": "2026-11-22T11:00:00.000Z", "access": "list", "owner": "prof1",
-               "questions": [{"id": "q1", "prompt": "Explain quicksort", "kind": "text"}]}),
+               "questions": [{"id": "q1", "prompt": "Explain quicksort", "kind": "text"}],
+               "proctoring": {"fullscreen": false, "report_focus": false, "block_clipboard": false, "single_display": false, "brief_ms": 2000}}),
         &expected,
     );
 }
@@ -530,11 +535,13 @@ fn evaluation_with_a_code_question_reads_and_writes_the_contract_json() {
             prompt: "Write fizzbuzz".into(),
             kind: QuestionKind::Code,
         }],
+        proctoring: Proctoring::default(),
     };
     assert_reads_and_writes(
         json!({"id": "e2", "title": "Lab", "phase": "grading",
                "ends_at": "2026-11-22T11:00:00.000Z", "access": "open", "owner": "prof1",
-               "questions": [{"id": "q1", "prompt": "Write fizzbuzz", "kind": "code"}]}),
+               "questions": [{"id": "q1", "prompt": "Write fizzbuzz", "kind": "code"}],
+               "proctoring": {"fullscreen": false, "report_focus": false, "block_clipboard": false, "single_display": false, "brief_ms": 2000}}),
         &expected,
     );
 }
@@ -564,13 +571,15 @@ fn evaluation_with_a_choice_question_reads_and_writes_its_choices() {
                 ],
             },
         }],
+        proctoring: Proctoring::default(),
     };
     assert_reads_and_writes(
         json!({"id": "e3", "title": "Quiz", "phase": "finished",
                "ends_at": "2026-11-22T11:00:00.000Z", "access": "list", "owner": "prof2",
                "questions": [{"id": "q1", "prompt": "Worst case of quicksort?", "kind": "choice",
                               "choices": [{"id": "a", "label": "O(n log n)"},
-                                          {"id": "b", "label": "O(n^2)"}]}]}),
+                                          {"id": "b", "label": "O(n^2)"}]}],
+               "proctoring": {"fullscreen": false, "report_focus": false, "block_clipboard": false, "single_display": false, "brief_ms": 2000}}),
         &expected,
     );
 }
@@ -682,6 +691,7 @@ fn create_evaluation_reads_and_writes_the_contract_json_with_every_field() {
         ],
         ends_at: Some(eleven_o_clock()),
         access: Some(Access::Open),
+        proctoring: None,
     };
     assert_reads_and_writes(
         json!({"title": "Algorithms midterm",
@@ -704,6 +714,7 @@ fn create_evaluation_ends_at_and_access_may_be_omitted_or_null() {
         }],
         ends_at: None,
         access: None,
+        proctoring: None,
     };
     let omitted: CreateEvaluation = read(json!({
         "title": "Quiz",
@@ -845,12 +856,13 @@ fn participant_reads_and_writes_the_contract_json() {
         answered: 0,
         disconnected_since: Some(eleven_o_clock()),
         late_answers: 1,
+        integrity: IntegritySummary::default(),
     };
     assert_reads_and_writes(
         json!({"username": "bob", "display_name": "Bob", "status": "blocked",
                "blocked_reason": "second_sign_in", "connected": false,
                "last_seen": "2026-11-22T11:00:00.000Z", "answered": 0,
-               "disconnected_since": "2026-11-22T11:00:00.000Z", "late_answers": 1}),
+               "disconnected_since": "2026-11-22T11:00:00.000Z", "late_answers": 1, "integrity": {"events": 0, "focus_lost": 0, "brief": 0, "away_ms": 0, "longest_away_ms": 0, "last": null, "capabilities": null}}),
         &blocked,
     );
 }
@@ -867,11 +879,12 @@ fn participant_never_heard_from_has_a_null_last_seen() {
         answered: 0,
         disconnected_since: None,
         late_answers: 0,
+        integrity: IntegritySummary::default(),
     };
     assert_reads_and_writes(
         json!({"username": "carol", "display_name": "Carol", "status": "not_started",
                "blocked_reason": null, "connected": false, "last_seen": null, "answered": 0,
-               "disconnected_since": null, "late_answers": 0}),
+               "disconnected_since": null, "late_answers": 0, "integrity": {"events": 0, "focus_lost": 0, "brief": 0, "away_ms": 0, "longest_away_ms": 0, "last": null, "capabilities": null}}),
         &expected,
     );
 }
@@ -1760,7 +1773,7 @@ fn integrity_event_frame_reads_and_writes_the_contract_json() {
         json!({"type": "INTEGRITY_EVENT", "evaluation_id": "e1",
                "event_id": "0f8b2c1e-7d4a-4b7e-9a51-3c2d1e0f9a8b", "kind": "focus_regained",
                "at": "2026-11-22T09:00:00.000Z", "away_ms": 4210}),
-        &IntegrityClientMessage::IntegrityEvent(focus_regained()),
+        &ClientMessage::IntegrityEvent(focus_regained()),
     );
 }
 
@@ -1832,7 +1845,7 @@ fn integrity_event_without_an_id_kind_or_time_fails_to_parse() {
 
 #[test]
 fn integrity_ack_and_rejected_frames_read_and_write_the_contract_json() {
-    let ack = IntegrityServerMessage::IntegrityAck(IntegrityAck {
+    let ack = ServerMessage::IntegrityAck(IntegrityAck {
         event_id: "ev1".into(),
     });
     assert_reads_and_writes(json!({"type": "INTEGRITY_ACK", "event_id": "ev1"}), &ack);
@@ -1852,7 +1865,7 @@ fn integrity_ack_and_rejected_frames_read_and_write_the_contract_json() {
         (IntegrityRejectCode::NotFound, "not_found"),
         (IntegrityRejectCode::NotOnAccessList, "not_on_access_list"),
     ] {
-        let rejected = IntegrityServerMessage::IntegrityRejected(IntegrityRejected {
+        let rejected = ServerMessage::IntegrityRejected(IntegrityRejected {
             event_id: "ev1".into(),
             code,
         });
@@ -1904,4 +1917,39 @@ fn close_codes_the_server_uses_besides_the_contract_ones_are_named() {
     assert_eq!(close::INTERNAL_ERROR, 1011);
     assert_eq!(close::SERVICE_RESTART, 1012);
     assert_eq!(close::TOO_SLOW, 1013);
+}
+
+#[test]
+fn proctoring_is_given_at_creation_and_changed_by_edit_with_absent_keys_kept() {
+    let create: CreateEvaluation = read(json!({
+        "title": "Quiz", "questions": [], "proctoring": {"report_focus": true}
+    }));
+    let change = create.proctoring.expect("the settings given");
+    assert_eq!(
+        Proctoring::default().apply(change),
+        Proctoring {
+            report_focus: true,
+            ..Proctoring::default()
+        }
+    );
+    let edit: EditEvaluation = read(json!({"proctoring": {"fullscreen": true, "brief_ms": 3000}}));
+    let before = Proctoring {
+        report_focus: true,
+        ..Proctoring::default()
+    };
+    assert_eq!(
+        before.apply(edit.proctoring.unwrap()),
+        Proctoring {
+            fullscreen: true,
+            report_focus: true,
+            brief_ms: 3000,
+            ..Proctoring::default()
+        }
+    );
+    // A stored or older evaluation without settings reads as the defaults.
+    let evaluation: Evaluation = read(json!({
+        "id": "e1", "title": "Quiz", "phase": "draft", "ends_at": null, "access": "list",
+        "owner": "prof1", "questions": []
+    }));
+    assert_eq!(evaluation.proctoring, Proctoring::default());
 }

@@ -8,10 +8,6 @@
 //!   `Deserialize` hands the list of its variants' wire names (renames applied) to the error it
 //!   makes for an unknown name, and [`Probe`] is an error type that keeps that list. A variant
 //!   added to an enum is therefore in the list without anyone writing it down here;
-//! - the frames of proctoring are still in enums of their own (`IntegrityClientMessage`,
-//!   `IntegrityServerMessage`), tagged by `type` like the socket's: their names are read the same
-//!   way and counted with the socket's frames. When they move into `ClientMessage` and
-//!   `ServerMessage`, those enums go and this file stops compiling until it is updated;
 //! - close codes are constants, which no type lists, so they are read from the source of the
 //!   crate's `close` module: every `pub const` in it.
 //!
@@ -20,9 +16,8 @@
 //! inside the repository.
 
 use invigil_protocol::{
-    AuditKind, ClientMessage, ConsoleMessage, ErrorCode, IntegrityClientMessage, IntegrityKind,
-    IntegrityRejectCode, IntegrityServerMessage, InvalidationReason, RejectCode, ServerMessage,
-    UpdateReason,
+    AuditKind, ClientMessage, ConsoleMessage, ErrorCode, IntegrityKind, IntegrityRejectCode,
+    InvalidationReason, RejectCode, ServerMessage, UpdateReason,
 };
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
@@ -221,15 +216,11 @@ fn assert_catalogue(name: &str, defined: BTreeSet<String>) {
 }
 
 fn server_frames() -> BTreeSet<String> {
-    let mut frames = tags::<ServerMessage>();
-    frames.extend(tags::<IntegrityServerMessage>());
-    frames
+    tags::<ServerMessage>()
 }
 
 fn client_frames() -> BTreeSet<String> {
-    let mut frames = tags::<ClientMessage>();
-    frames.extend(tags::<IntegrityClientMessage>());
-    frames
+    tags::<ClientMessage>()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -240,10 +231,13 @@ fn client_frames() -> BTreeSet<String> {
 fn the_probe_reads_the_wire_names_of_enums_of_both_shapes() {
     assert!(names::<ErrorCode>().contains("not_on_access_list"));
     assert!(tags::<ServerMessage>().contains("SNAPSHOT_END"));
-    assert!(tags::<IntegrityClientMessage>().contains("INTEGRITY_EVENT"));
     assert_eq!(
         tags::<ClientMessage>(),
-        BTreeSet::from(["ANSWER_SAVE".to_owned(), "HEARTBEAT".to_owned()])
+        BTreeSet::from([
+            "ANSWER_SAVE".to_owned(),
+            "HEARTBEAT".to_owned(),
+            "INTEGRITY_EVENT".to_owned()
+        ])
     );
 }
 

@@ -58,6 +58,7 @@ pub async fn seed(state: &AppState, scheme: &str, addr: SocketAddr) -> anyhow::R
                     questions: questions(),
                     ends_at,
                     access: Access::List,
+                    proctoring: Default::default(),
                 },
             )
             .await?;

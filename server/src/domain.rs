@@ -1,7 +1,10 @@
 //! Domain values parsed at the edge, so that inner code never takes a raw string for them.
 
 use crate::error::Error;
-use invigil_protocol::{Choice, NewQuestion, Question, QuestionKind};
+use invigil_protocol::{
+    Choice, IntegrityEvent, IntegrityKind, MAX_INTEGRITY_DETAIL_CHARS, NewQuestion,
+    ProctoringChange, Question, QuestionKind,
+};
 use std::collections::HashSet;
 use std::fmt;
 
@@ -247,6 +250,84 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
+/// The longest `brief_ms` a professor may set: a minute (an absence longer than that is never
+/// "brief").
+pub const MAX_BRIEF_MS: u64 = 60_000;
+/// The longest `away_ms` an integrity event may report: a week (more is a broken clock).
+pub const MAX_AWAY_MS: u64 = 7 * 24 * 3600 * 1000;
+/// The most displays an integrity event may report.
+pub const MAX_DISPLAYS: u32 = 64;
+
+/// Checks proctoring settings given at creation or in a `PATCH`: `brief_ms` at most
+/// [`MAX_BRIEF_MS`].
+pub fn proctoring_change(change: ProctoringChange) -> Result<ProctoringChange, Error> {
+    match change.brief_ms {
+        Some(ms) if ms > MAX_BRIEF_MS => Err(Error::bad_request(format!(
+            "`proctoring.brief_ms` is {ms}: it may be at most {MAX_BRIEF_MS} (milliseconds)."
+        ))),
+        _ => Ok(change),
+    }
+}
+
+/// Checks an integrity event as a client sent it: `event_id` a UUID, `detail` at most
+/// [`MAX_INTEGRITY_DETAIL_CHARS`] characters, and exactly the fields its kind carries
+/// (`away_ms` for `focus_regained`, `displays` for `displays_changed`, `capabilities` for
+/// `capabilities`), within their limits.
+pub fn integrity_event(event: IntegrityEvent) -> Result<IntegrityEvent, Error> {
+    if uuid::Uuid::try_parse(&event.event_id).is_err() {
+        return Err(Error::bad_request(
+            "`event_id` must be a UUID made by the client (e.g. 0f8b2c1e-7d4a-4b7e-9a51-3c2d1e0f9a8b).",
+        ));
+    }
+    if event
+        .detail
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > MAX_INTEGRITY_DETAIL_CHARS)
+    {
+        return Err(Error::bad_request(format!(
+            "`detail` may be at most {MAX_INTEGRITY_DETAIL_CHARS} characters long."
+        )));
+    }
+    let kind = event.kind.as_str();
+    let carries = |field: &str, given: bool, wanted: bool| -> Result<(), Error> {
+        match (given, wanted) {
+            (false, true) => Err(Error::bad_request(format!(
+                "A `{kind}` event must carry `{field}`."
+            ))),
+            (true, false) => Err(Error::bad_request(format!(
+                "A `{kind}` event carries no `{field}`."
+            ))),
+            _ => Ok(()),
+        }
+    };
+    carries(
+        "away_ms",
+        event.away_ms.is_some(),
+        event.kind == IntegrityKind::FocusRegained,
+    )?;
+    carries(
+        "displays",
+        event.displays.is_some(),
+        event.kind == IntegrityKind::DisplaysChanged,
+    )?;
+    carries(
+        "capabilities",
+        event.capabilities.is_some(),
+        event.kind == IntegrityKind::Capabilities,
+    )?;
+    if event.away_ms.is_some_and(|ms| ms > MAX_AWAY_MS) {
+        return Err(Error::bad_request(format!(
+            "`away_ms` may be at most {MAX_AWAY_MS} (a week)."
+        )));
+    }
+    if event.displays.is_some_and(|n| n > MAX_DISPLAYS) {
+        return Err(Error::bad_request(format!(
+            "`displays` may be at most {MAX_DISPLAYS}."
+        )));
+    }
+    Ok(event)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,5 +434,65 @@ mod tests {
     fn passwords_never_print() {
         let p = Password::parse("hunter2".into()).unwrap();
         assert!(!format!("{p:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn an_integrity_event_carries_exactly_its_kinds_fields_within_their_limits() {
+        let lost = IntegrityEvent {
+            evaluation_id: "e1".into(),
+            event_id: "0f8b2c1e-7d4a-4b7e-9a51-3c2d1e0f9a8b".into(),
+            kind: IntegrityKind::FocusLost,
+            at: invigil_protocol::Timestamp::now(),
+            away_ms: None,
+            displays: None,
+            capabilities: None,
+            detail: Some("é".repeat(MAX_INTEGRITY_DETAIL_CHARS)),
+        };
+        assert!(integrity_event(lost.clone()).is_ok());
+        let back = IntegrityEvent {
+            kind: IntegrityKind::FocusRegained,
+            away_ms: Some(MAX_AWAY_MS),
+            ..lost.clone()
+        };
+        assert!(integrity_event(back.clone()).is_ok());
+        for bad in [
+            IntegrityEvent {
+                event_id: "ev-1".into(),
+                ..lost.clone()
+            },
+            IntegrityEvent {
+                detail: Some("x".repeat(MAX_INTEGRITY_DETAIL_CHARS + 1)),
+                ..lost.clone()
+            },
+            IntegrityEvent {
+                away_ms: Some(10),
+                ..lost.clone()
+            },
+            IntegrityEvent {
+                away_ms: None,
+                ..back.clone()
+            },
+            IntegrityEvent {
+                away_ms: Some(MAX_AWAY_MS + 1),
+                ..back
+            },
+            IntegrityEvent {
+                kind: IntegrityKind::DisplaysChanged,
+                displays: Some(MAX_DISPLAYS + 1),
+                ..lost
+            },
+        ] {
+            assert!(integrity_event(bad.clone()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn brief_ms_is_at_most_a_minute() {
+        let change = |ms| ProctoringChange {
+            brief_ms: Some(ms),
+            ..ProctoringChange::default()
+        };
+        assert!(proctoring_change(change(MAX_BRIEF_MS)).is_ok());
+        assert!(proctoring_change(change(MAX_BRIEF_MS + 1)).is_err());
     }
 }

@@ -243,6 +243,12 @@ pub fn answers_csv(
             "on_time_saved_at",
             "on_time_content",
             "source",
+            // The student's integrity events (proctoring), repeated on each of their lines.
+            "integrity_events",
+            "focus_lost",
+            "brief_absences",
+            "away_ms",
+            "longest_away_ms",
         ])
         .map_err(csv_error)?;
     let by_key: HashMap<(&str, &str), &AnswerRecord> = records
@@ -277,6 +283,11 @@ pub fn answers_csv(
                         .and_then(|r| r.source.as_deref())
                         .map(cell)
                         .unwrap_or_default(),
+                    &p.integrity.events.to_string(),
+                    &p.integrity.focus_lost.to_string(),
+                    &p.integrity.brief.to_string(),
+                    &p.integrity.away_ms.to_string(),
+                    &p.integrity.longest_away_ms.to_string(),
                 ])
                 .map_err(csv_error)?;
         }

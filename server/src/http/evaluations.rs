@@ -14,7 +14,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use invigil_protocol::{
     AccessList, AuditEntry, CreateEvaluation, EditEvaluation, EndsAtChange, Evaluation,
-    EvaluationDetail, Participant, Participation, Phase, PhaseChange, Role, Unblock,
+    EvaluationDetail, Participant, Participation, Phase, PhaseChange, Proctoring, Role, Unblock,
 };
 
 /// The routes of this module.
@@ -108,6 +108,13 @@ pub(crate) async fn create(
         questions: domain::questions(body.questions)?,
         ends_at: body.ends_at,
         access: body.access.unwrap_or_default(),
+        proctoring: body
+            .proctoring
+            .map(domain::proctoring_change)
+            .transpose()?
+            .map_or_else(Proctoring::default, |change| {
+                Proctoring::default().apply(change)
+            }),
     };
     let evaluation = state.store.create_evaluation(caller.user(), new).await?;
     tracing::info!(evaluation_id = %evaluation.id, "evaluation created");
@@ -463,8 +470,9 @@ pub(crate) async fn audit(
     Ok(Json(entries))
 }
 
-/// `PATCH /api/evaluations/{id}` (owner, admin; an addition to the contract): changes the title,
-/// the questions (only while a draft: 409 `conflict` otherwise), the end time or the access mode.
+/// `PATCH /api/evaluations/{id}` (owner, admin; an addition to the contract, and the contract's
+/// way to change `proctoring`): changes the title, the questions (only while a draft: 409
+/// `conflict` otherwise), the end time, the access mode or the proctoring settings.
 #[utoipa::path(
     patch,
     path = "/api/evaluations/{id}",
@@ -494,6 +502,7 @@ pub(crate) async fn edit(
         questions: body.questions.map(domain::questions).transpose()?,
         ends_at: body.ends_at,
         access: body.access,
+        proctoring: body.proctoring.map(domain::proctoring_change).transpose()?,
     };
     let evaluation = state
         .store

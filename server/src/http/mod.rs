@@ -4,6 +4,7 @@
 //! - [`evaluations`]: evaluations, phases, end times, access lists, join, submit, participants,
 //!   unblock, audit.
 //! - [`answers`]: saving and reading answers.
+//! - [`integrity`]: proctoring's integrity events, the HTTP form of the socket's frame.
 //! - [`users`]: the users list, roster imports and password resets (admins; additions).
 //! - [`exports`]: CSV exports of answers and of the audit log, and imports of the desktop app's
 //!   answers-export file (additions).
@@ -13,6 +14,7 @@ pub mod accounts;
 pub mod answers;
 pub mod evaluations;
 pub mod exports;
+pub mod integrity;
 pub mod openapi;
 pub mod users;
 
@@ -43,6 +45,7 @@ pub fn routes() -> Routes {
         .merge(answers::routes())
         .merge(users::routes())
         .merge(exports::routes())
+        .merge(integrity::routes())
 }
 
 /// The API's router: [`routes`] with the contract's answers for unknown paths and methods, and

@@ -49,6 +49,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         super::exports::answers_csv,
         super::exports::audit_csv,
         super::exports::import_answers,
+        super::integrity::record,
         crate::live::ws::upgrade,
         crate::live::sse::events,
         crate::console::page,

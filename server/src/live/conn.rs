@@ -523,6 +523,7 @@ mod tests {
             access: Access::List,
             owner: "prof1".into(),
             questions: vec![],
+            proctoring: Default::default(),
         };
         let participation = Participation {
             evaluation_id: "e1".into(),

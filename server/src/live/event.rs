@@ -196,6 +196,9 @@ pub struct ParticipantRow {
     /// How many questions' stored answer is late.
     #[serde(default)]
     pub late_answers: u32,
+    /// The student's integrity events, summed up.
+    #[serde(default)]
+    pub integrity: invigil_protocol::IntegritySummary,
     /// Presence across every node, computed in the transaction that read the row, when the store
     /// tracks it (a clustered store); `None` when this node's hub is the one that knows.
     pub presence: Option<ClusterPresence>,
@@ -228,6 +231,7 @@ impl ParticipantRow {
             // The stored last-seen time is written when the student's last connection is lost.
             disconnected_since: if connected { None } else { self.last_seen },
             late_answers: self.late_answers,
+            integrity: self.integrity.clone(),
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::domain::{Revision, check_content};
 use crate::error::Error;
+use crate::store::integrity::reject_code as integrity_reject_code;
 use crate::store::rules::reject_code;
 use crate::store::{NewAnswer, Session};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -22,7 +23,10 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
 use futures_util::{FutureExt, StreamExt};
-use invigil_protocol::{ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, Role, ServerMessage, close};
+use invigil_protocol::{
+    ClientMessage, ErrorCode, IntegrityEvent, IntegrityRejected, MAX_MESSAGE_BYTES, Role,
+    ServerMessage, close,
+};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Instant;
@@ -209,6 +213,9 @@ fn take(
     match message {
         Message::Text(text) => match decode(text.as_str()) {
             Ok(ClientMessage::Heartbeat) => {}
+            Ok(ClientMessage::IntegrityEvent(event)) => {
+                saves.push(integrity(state, session, event))
+            }
             Ok(ClientMessage::AnswerSave {
                 evaluation_id,
                 question_id,
@@ -334,6 +341,36 @@ fn save(
         }
     }
     .boxed())
+}
+
+/// Stores an integrity event (in the same flight as saves: each is answered once durable, and
+/// what was started is answered before the socket closes).
+fn integrity(state: &AppState, session: &Session, event: IntegrityEvent) -> Save {
+    let (state, user) = (state.clone(), session.user.clone());
+    async move {
+        let event_id = event.event_id.clone();
+        match crate::http::integrity::report(&state, &user, event).await {
+            Ok(ack) => ServerMessage::IntegrityAck(ack),
+            Err(e) => match integrity_reject_code(&e) {
+                Some(code) => {
+                    ServerMessage::IntegrityRejected(IntegrityRejected { event_id, code })
+                }
+                None => match e {
+                    Error::Api { code, message, .. } => error_frame(code, message),
+                    Error::Internal(_) => {
+                        tracing::error!(error = ?e, "an integrity event could not be stored");
+                        error_frame(
+                            ErrorCode::Internal,
+                            "The server could not store that integrity event; keep it and send \
+                             it again."
+                                .into(),
+                        )
+                    }
+                },
+            },
+        }
+    }
+    .boxed()
 }
 
 fn failure(e: Error) -> ServerMessage {

@@ -8,6 +8,7 @@
 //! given at open, after the commit and in commit order.
 //!
 //! - [`imports`]: the decisions on answers imported from the desktop app's export file.
+//! - [`integrity`]: proctoring's decisions and the SQL both engines share for integrity events.
 //! - [`rules`]: the contract's decisions (late answers, idempotent revisions, sign-in blocks).
 //! - [`rows`]: stored values read back into domain values, for every engine.
 //! - [`sqlite`]: the embedded engine: WAL with `synchronous=FULL`, every write through one writer
@@ -16,6 +17,7 @@
 //!   events carried to every node with LISTEN/NOTIFY, presence and node heartbeats in tables.
 
 pub mod imports;
+pub mod integrity;
 pub mod postgres;
 pub mod rows;
 pub mod rules;
@@ -26,8 +28,9 @@ use crate::error::Result;
 use crate::live::event::{Bus, ParticipantRow};
 use async_trait::async_trait;
 use invigil_protocol::{
-    Answer, AuditEntry, Evaluation, ImportReport, InvalidationReason, Participation, Phase,
-    Question, Role, SaveAck, Timestamp, User, UserSummary,
+    Answer, AuditEntry, Evaluation, ImportReport, IntegrityEvent, InvalidationReason,
+    Participation, Phase, Proctoring, ProctoringChange, Question, Role, SaveAck, Timestamp, User,
+    UserSummary,
 };
 use std::sync::Arc;
 
@@ -115,6 +118,8 @@ pub struct NewEvaluation {
     pub ends_at: Option<Timestamp>,
     /// Access mode.
     pub access: invigil_protocol::Access,
+    /// Proctoring settings.
+    pub proctoring: Proctoring,
 }
 
 /// A save to store.
@@ -160,6 +165,8 @@ pub struct EvaluationEdit {
     pub ends_at: Option<Option<Timestamp>>,
     /// A new access mode.
     pub access: Option<invigil_protocol::Access>,
+    /// Proctoring settings to change (checked: see [`crate::domain::proctoring_change`]).
+    pub proctoring: Option<ProctoringChange>,
 }
 
 /// A stored answer with whose it is and where it came from.
@@ -369,6 +376,13 @@ pub trait Store: Send + Sync + 'static {
         import: AnswerImport,
         actor: &User,
     ) -> Result<ImportReport>;
+
+    // Proctoring.
+    /// Stores an integrity event durably, once per (evaluation, student, event id), with its
+    /// audit entry and a board update; a repeat changes nothing and succeeds. Refused with
+    /// `not_found`, `not_on_access_list` or `not_participating` (see [`integrity::check`]).
+    /// The event is checked ([`crate::domain::integrity_event`]).
+    async fn record_integrity(&self, student: &User, event: IntegrityEvent) -> Result<()>;
 
     /// Tells every node that a socket of this session opened on hub `node` as `connection`
     /// ([`crate::live::event::Event::SocketOpened`]), so that an older socket of the session on

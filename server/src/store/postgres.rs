@@ -50,7 +50,7 @@ use crate::live::event::{
 use anyhow::Context as _;
 use async_trait::async_trait;
 use invigil_protocol::{
-    Access, Answer, AuditEntry, AuditKind, BlockedReason, Evaluation, ImportReport,
+    Access, Answer, AuditEntry, AuditKind, BlockedReason, Evaluation, ImportReport, IntegrityEvent,
     InvalidationReason, OnTime, Participation, ParticipationStatus, Phase, Question, Role, SaveAck,
     Timestamp, UpdateReason, User, UserSummary,
 };
@@ -177,6 +177,7 @@ macro_rules! atomically {
 
 mod console;
 mod feed;
+mod integrity;
 mod throttle;
 
 use feed::Feed;
@@ -630,7 +631,7 @@ fn user_from(row: &PgRow) -> Result<User> {
 }
 
 const EVAL_COLS: &str = "e.id AS e_id, e.title, e.phase, e.ends_at, e.access, o.username AS owner, \
-                         e.questions::text AS questions, e.owner_id";
+                         e.questions::text AS questions, e.owner_id, e.proctoring::text AS proctoring";
 const EVAL_FROM: &str = "evaluations e JOIN users o ON o.id = e.owner_id";
 
 fn evaluation_from(row: &PgRow) -> Result<EvaluationRecord> {
@@ -646,6 +647,7 @@ fn evaluation_from(row: &PgRow) -> Result<EvaluationRecord> {
             access: access(row.try_get("access")?),
             owner: row.try_get("owner")?,
             questions,
+            proctoring: super::integrity::parse_proctoring(row.try_get("proctoring")?)?,
         },
         owner_id: row.try_get("owner_id")?,
     })
@@ -780,6 +782,7 @@ fn participant_row_from(row: &PgRow) -> Result<ParticipantRow> {
         last_seen,
         answered: u32::try_from(answered).unwrap_or(u32::MAX),
         late_answers: u32::try_from(row.try_get::<i64, _>("late_answers")?).unwrap_or(u32::MAX),
+        integrity: Default::default(),
         presence: Some(ClusterPresence {
             connected: live_seen.is_some(),
             last_seen: live_seen.or(last_seen),
@@ -797,7 +800,15 @@ async fn participant_row(
         .bind(user_id)
         .fetch_one(&mut *conn)
         .await?;
-    participant_row_from(&row)
+    let mut row = participant_row_from(&row)?;
+    integrity::fill(
+        conn,
+        evaluation_id,
+        Some(user_id),
+        std::slice::from_mut(&mut row),
+    )
+    .await?;
+    Ok(row)
 }
 
 async fn participant_rows(
@@ -818,7 +829,12 @@ async fn participant_rows(
     .bind(&evaluation.id)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter().map(participant_row_from).collect()
+    let mut rows = rows
+        .iter()
+        .map(participant_row_from)
+        .collect::<Result<Vec<_>>>()?;
+    integrity::fill(conn, &evaluation.id, None, &mut rows).await?;
+    Ok(rows)
 }
 
 /// Who hears of a change to an evaluation: every student if it is open, else those on its list.
@@ -1201,8 +1217,8 @@ async fn create_evaluation_op(
 ) -> Result<Evaluation> {
     let questions = serde_json::to_string(&new.questions).map_err(Error::internal)?;
     sqlx::query(
-        "INSERT INTO evaluations (id, title, phase, ends_at, access, owner_id, questions, created_at)
-         VALUES ($1, $2, 'draft', $3, $4, $5, $6::jsonb, $7)",
+        "INSERT INTO evaluations (id, title, phase, ends_at, access, owner_id, questions, created_at, proctoring)
+         VALUES ($1, $2, 'draft', $3, $4, $5, $6::jsonb, $7, $8::jsonb)",
     )
     .bind(&new.id)
     .bind(&new.title)
@@ -1211,6 +1227,7 @@ async fn create_evaluation_op(
     .bind(&owner.id)
     .bind(questions)
     .bind(Timestamp::now().unix_ms())
+    .bind(super::integrity::proctoring_json(&new.proctoring)?)
     .execute(&mut *conn)
     .await?;
     let evaluation = Evaluation {
@@ -1221,6 +1238,7 @@ async fn create_evaluation_op(
         access: new.access,
         owner: owner.username.clone(),
         questions: new.questions.clone(),
+        proctoring: new.proctoring,
     };
     events.push(Event::StaffEvaluation {
         evaluation: evaluation.clone(),
@@ -2105,6 +2123,10 @@ impl Store for PostgresStore {
     ) -> Result<ImportReport> {
         self.console_import_answers(evaluation_id, &import, actor)
             .await
+    }
+
+    async fn record_integrity(&self, student: &User, event: IntegrityEvent) -> Result<()> {
+        self.integrity_record(student, event).await
     }
 
     async fn count_sign_in(&self, attempt: &SignInAttempt<'_>) -> Result<Option<Counted>> {

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use invigil_protocol::{
-    Access, Answer, AuditEntry, AuditKind, BlockedReason, Evaluation, ImportReport,
+    Access, Answer, AuditEntry, AuditKind, BlockedReason, Evaluation, ImportReport, IntegrityEvent,
     InvalidationReason, OnTime, Participation, ParticipationStatus, Phase, Question, Role, SaveAck,
     Timestamp, UpdateReason, User, UserSummary,
 };
@@ -36,6 +36,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 mod console;
+mod integrity;
 mod presence;
 mod saves;
 
@@ -337,7 +338,7 @@ fn user_from(row: &SqliteRow) -> Result<User> {
 }
 
 const EVAL_COLS: &str = "e.id AS e_id, e.title, e.phase, e.ends_at, e.access, o.username AS owner, \
-                         e.questions, e.owner_id";
+                         e.questions, e.owner_id, e.proctoring";
 const EVAL_FROM: &str = "evaluations e JOIN users o ON o.id = e.owner_id";
 
 fn evaluation_from(row: &SqliteRow) -> Result<EvaluationRecord> {
@@ -353,6 +354,7 @@ fn evaluation_from(row: &SqliteRow) -> Result<EvaluationRecord> {
             access: super::rows::access(row.try_get("access")?),
             owner: row.try_get("owner")?,
             questions,
+            proctoring: super::integrity::parse_proctoring(row.try_get("proctoring")?)?,
         },
         owner_id: row.try_get("owner_id")?,
     })
@@ -418,6 +420,7 @@ fn participant_row_from(row: &SqliteRow) -> Result<ParticipantRow> {
         last_seen: opt_ts(row.try_get("last_seen_at")?)?,
         answered: u32::try_from(answered).unwrap_or(u32::MAX),
         late_answers: u32::try_from(row.try_get::<i64, _>("late_answers")?).unwrap_or(u32::MAX),
+        integrity: Default::default(),
         presence: None,
     })
 }
@@ -432,7 +435,15 @@ async fn participant_row(
         .bind(user_id)
         .fetch_one(&mut *conn)
         .await?;
-    participant_row_from(&row)
+    let mut row = participant_row_from(&row)?;
+    integrity::fill(
+        conn,
+        evaluation_id,
+        Some(user_id),
+        std::slice::from_mut(&mut row),
+    )
+    .await?;
+    Ok(row)
 }
 
 async fn participant_rows(
@@ -452,7 +463,12 @@ async fn participant_rows(
     .bind(&evaluation.id)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter().map(participant_row_from).collect()
+    let mut rows = rows
+        .iter()
+        .map(participant_row_from)
+        .collect::<Result<Vec<_>>>()?;
+    integrity::fill(conn, &evaluation.id, None, &mut rows).await?;
+    Ok(rows)
 }
 
 /// Who hears of a change to an evaluation: every student if it is open, else those on its list.
@@ -849,8 +865,8 @@ impl Store for SqliteStore {
             Box::pin(async move {
                 let questions = serde_json::to_string(&new.questions).map_err(Error::internal)?;
                 sqlx::query(
-                    "INSERT INTO evaluations (id, title, phase, ends_at, access, owner_id, questions, created_at)
-                     VALUES (?1, ?2, 'draft', ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO evaluations (id, title, phase, ends_at, access, owner_id, questions, created_at, proctoring)
+                     VALUES (?1, ?2, 'draft', ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .bind(&new.id)
                 .bind(&new.title)
@@ -859,6 +875,7 @@ impl Store for SqliteStore {
                 .bind(&owner.id)
                 .bind(questions)
                 .bind(Timestamp::now().unix_ms())
+                .bind(super::integrity::proctoring_json(&new.proctoring)?)
                 .execute(&mut *conn)
                 .await?;
                 let evaluation = Evaluation {
@@ -869,6 +886,7 @@ impl Store for SqliteStore {
                     access: new.access,
                     owner: owner.username.clone(),
                     questions: new.questions,
+                    proctoring: new.proctoring,
                 };
                 events.push(Event::StaffEvaluation {
                     evaluation: evaluation.clone(),
@@ -1417,6 +1435,10 @@ impl Store for SqliteStore {
 
     /// The writer publishes a commit's events before it answers, but the hub routes them a
     /// moment later: a barrier published now is routed after every one of them.
+    async fn record_integrity(&self, student: &User, event: IntegrityEvent) -> Result<()> {
+        self.integrity_record(student, event).await
+    }
+
     async fn barrier(&self) -> Result<()> {
         let (barrier, passed) = crate::live::event::Barrier::new();
         self.bus.publish([Event::Barrier(barrier)]);

@@ -589,7 +589,8 @@ async fn the_answers_export_has_a_row_per_participant_and_question_with_late_mar
     assert_eq!(
         lines.next().unwrap(),
         "username,display_name,status,question_id,question_kind,revision,saved_at,late,content,\
-         on_time_revision,on_time_saved_at,on_time_content,source"
+         on_time_revision,on_time_saved_at,on_time_content,source,integrity_events,focus_lost,\
+         brief_absences,away_ms,longest_away_ms"
     );
     assert_eq!(csv.matches("\nalice,").count(), 3, "{csv}");
     assert_eq!(csv.matches("\nbob,").count(), 3, "{csv}");
@@ -602,7 +603,7 @@ async fn the_answers_export_has_a_row_per_participant_and_question_with_late_mar
         "formulas are defused: {csv}"
     );
     assert!(
-        csv.contains("\nbob,bob,not_started,q1,text,,,,,,,,\n"),
+        csv.contains("\nbob,bob,not_started,q1,text,,,,,,,,,0,0,0,0,0\n"),
         "{csv}"
     );
 

@@ -16,5 +16,6 @@ mod limits;
 mod live;
 mod matrix;
 mod openapi;
+mod proctoring;
 mod single_session;
 mod tls;

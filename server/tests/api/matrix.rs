@@ -306,6 +306,17 @@ const ROWS: &[Row] = &[
         ),
         STAFF_OF_IT,
     ),
+    // Proctoring.
+    row(
+        "POST",
+        "/api/evaluations/{id}/integrity",
+        "/api/evaluations/{id}/integrity",
+        Body::Json(
+            r#"{"evaluation_id": "{id}", "event_id": "0f8b2c1e-7d4a-4b7e-9a51-3c2d1e0f9a8b",
+                "kind": "focus_lost", "at": "{now}"}"#,
+        ),
+        SITTER,
+    ),
 ];
 
 /// The callers' sessions (`None` for the anonymous one), kept signed in.

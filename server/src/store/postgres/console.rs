@@ -282,19 +282,23 @@ async fn edit_evaluation_op(
     if let Some(mode) = edit.access {
         after.access = mode;
     }
+    if let Some(change) = edit.proctoring {
+        after.proctoring = after.proctoring.apply(change);
+    }
     if *after == before {
         return Ok(before);
     }
     let questions = serde_json::to_string(&after.questions).map_err(Error::internal)?;
     sqlx::query(
-        "UPDATE evaluations SET title = $2, questions = $3::jsonb, ends_at = $4, access = $5
-         WHERE id = $1",
+        "UPDATE evaluations SET title = $2, questions = $3::jsonb, ends_at = $4, access = $5,
+         proctoring = $6::jsonb WHERE id = $1",
     )
     .bind(id)
     .bind(&after.title)
     .bind(questions)
     .bind(after.ends_at.map(Timestamp::unix_ms))
     .bind(after.access.as_str())
+    .bind(crate::store::integrity::proctoring_json(&after.proctoring)?)
     .execute(&mut *conn)
     .await?;
     let after = record.evaluation.clone();
@@ -334,6 +338,9 @@ async fn edit_evaluation_op(
         )
         .await?;
         access_mode_events(conn, &record, events).await?;
+    }
+    if after.proctoring != before.proctoring {
+        super::integrity::proctoring_changed(conn, &record, &before, actor, events).await?;
     }
     Ok(after)
 }

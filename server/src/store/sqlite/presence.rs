@@ -251,11 +251,19 @@ async fn board_events(conn: &mut SqliteConnection, users: &[&str]) -> Result<Vec
             for (_, _, user_id) in chunk {
                 query = query.bind(user_id);
             }
-            for row in query.fetch_all(&mut *conn).await? {
+            let mut rows = query
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(participant_row_from)
+                .collect::<Result<Vec<_>>>()?;
+            // A row carries every part of the board, its integrity summary too.
+            super::integrity::fill(conn, &evaluation_id, None, &mut rows).await?;
+            for row in rows {
                 events.push(Event::Participant(ParticipantEvent {
                     evaluation_id: evaluation_id.clone(),
                     owner_id: owner_id.clone(),
-                    row: participant_row_from(&row)?,
+                    row,
                 }));
             }
         }
