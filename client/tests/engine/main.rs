@@ -7,6 +7,9 @@
 mod harness;
 
 mod answers;
+mod chaos;
 mod connection;
 mod crash;
+mod disk;
+mod reconcile;
 mod sessions;
