@@ -647,12 +647,12 @@ impl Shared {
 }
 
 /// An answers file of `records` (the waiting ones, and the texts they displaced).
-fn answers_export<'a>(
+fn answers_export(
     server_url: String,
     username: String,
     device: String,
     session_ended: Option<String>,
-    records: Vec<&'a Record>,
+    records: Vec<&Record>,
     title: impl Fn(&str) -> Option<String>,
 ) -> AnswersExport {
     AnswersExport {

@@ -296,7 +296,7 @@ impl Outbox {
             .collect();
         for answer in answers {
             let key = Key::new(evaluation_id, &answer.question_id);
-            if !self.records.contains_key(&key) {
+            if let std::collections::btree_map::Entry::Vacant(entry) = self.records.entry(key) {
                 let record = Record {
                     evaluation_id: evaluation_id.to_owned(),
                     question_id: answer.question_id.clone(),
@@ -310,7 +310,7 @@ impl Outbox {
                     displaced: Vec::new(),
                 };
                 changed.push(record.clone());
-                self.records.insert(key, record);
+                entry.insert(record);
             }
         }
         for record in self
@@ -485,7 +485,7 @@ pub fn decode_name(name: &str) -> Option<String> {
     if name == "_" {
         return Some(String::new());
     }
-    if name.len() % 2 != 0 {
+    if !name.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..name.len())
