@@ -37,6 +37,7 @@ const state = {
   examId: null, // the open exam
   contents: new Map(), // questionId -> text, for the open exam
   answers: new Map(), // questionId -> AnswerView, for the open exam
+  displaced: new Map(), // questionId -> [{revision, content}]: the server's texts an answer replaced
   clock: { serverMs: Date.now(), at: performance.now() },
   signingIn: false,
   signInAgain: false, // the sign-in form asked for from the session-ended screen
@@ -92,6 +93,7 @@ const REFUSED = {
   not_on_access_list: "you are no longer on this evaluation's list",
   not_found: "the server does not know this question",
   bad_request: "the server refused it",
+  conflict: "the server holds another text for this question; reading it before saving yours above it",
 };
 
 function plural(n, one, many) {
@@ -205,7 +207,9 @@ function renderChrome(o) {
     );
   }
   if (o.storageProblem) {
-    notices.push(`Answers cannot be written to this computer's disk: ${o.storageProblem}. They are kept in memory and retried.`);
+    notices.push(
+      `Answers cannot be saved on this computer: ${o.storageProblem}. They are kept in this app's memory and still sent to the server; keep the app open until this notice is gone.`,
+    );
   }
   $("notices").replaceChildren(...notices.map((n) => h("p", {}, n)));
 }
@@ -273,11 +277,53 @@ function answerStatus(questionId) {
 }
 
 function renderAnswerStatus(questionId) {
-  const el = document.querySelector(`#questions [data-question="${CSS.escape(questionId)}"] .answer-status`);
+  const item = document.querySelector(`#questions [data-question="${CSS.escape(questionId)}"]`);
+  const el = item?.querySelector(".answer-status");
   if (!el) return;
   const s = answerStatus(questionId);
   el.dataset.state = s.state;
   el.textContent = s.text;
+  renderDisplaced(item, questionId);
+}
+
+// Texts the server held from another computer (or an earlier install) that this answer was
+// saved above: the student is told, and can read (and copy) each of them.
+function renderDisplaced(item, questionId) {
+  const box = item.querySelector(".displaced");
+  const count = state.answers.get(questionId)?.displaced ?? 0;
+  box.hidden = count === 0;
+  if (count === 0) return;
+  const texts = state.displaced.get(questionId) ?? [];
+  if (texts.length < count && state.examId && box.dataset.asked !== String(count)) {
+    box.dataset.asked = String(count);
+    refreshDisplaced(state.examId);
+  }
+  if (box.dataset.count === String(texts.length)) return;
+  box.dataset.count = String(texts.length);
+  box.replaceChildren(
+    h("p", {},
+      "The server held another text for this question, written on another computer or before this app's data was lost. " +
+        "Your text here was saved above it; the other text is kept below and in the answers export."),
+    ...texts.map((t) =>
+      h("details", {},
+        h("summary", {}, `The other text (revision ${t.revision})`),
+        h("pre", {}, t.content))));
+}
+
+let refreshingDisplaced = false;
+async function refreshDisplaced(evaluationId) {
+  if (refreshingDisplaced) return;
+  refreshingDisplaced = true;
+  try {
+    const exam = await invoke("open_exam", { evaluationId });
+    if (state.examId !== evaluationId) return;
+    state.displaced = new Map(Object.entries(exam.displaced));
+    for (const questionId of state.displaced.keys()) renderAnswerStatus(questionId);
+  } catch {
+    // Shown again at the next change of the answer.
+  } finally {
+    refreshingDisplaced = false;
+  }
 }
 
 function renderExam(e) {
@@ -332,7 +378,8 @@ function questionItem(e, q, index) {
   return h("li", { dataset: { question: q.id, kind: q.kind } },
     h("p", { class: "prompt", id: `${id}-prompt` }, q.prompt),
     editor,
-    h("p", { class: "answer-status", role: "status", "aria-live": "polite" }));
+    h("p", { class: "answer-status", role: "status", "aria-live": "polite" }),
+    h("div", { class: "displaced notice", hidden: true }));
 }
 
 /** In the code editor, Tab indents (four spaces) until Esc is pressed. */
@@ -457,6 +504,7 @@ async function openExam(id) {
   state.examId = id;
   state.contents = new Map(Object.entries(exam.answers));
   state.answers = new Map(exam.evaluation.answers.map((a) => [a.questionId, a]));
+  state.displaced = new Map(Object.entries(exam.displaced));
   $("questions").dataset.evaluation = "";
   state.screen = null;
   render();
@@ -519,22 +567,34 @@ async function signOut() {
   if (running && !confirm("An exam is running. Signing in again later counts as a second sign-in and blocks you until your professor unblocks you. Sign out anyway?")) {
     return;
   }
+  if (o.pending > 0 && !confirm(`${plural(o.pending, "answer has", "answers have")} not reached the server yet. They stay on this computer and are sent when you sign in here again. Sign out anyway?`)) {
+    return;
+  }
   try {
     await invoke("sign_out");
   } catch (e) {
-    alertNotice(`Could not sign out: ${e.message}`);
+    if (e.kind === "only_in_memory") {
+      $("notices").append(
+        h("p", {}, `You are still signed in. ${e.message}. `,
+          h("button", { type: "button", class: "secondary", onclick: async () => alertNotice(await exportReport()) }, "Export answers")));
+    } else {
+      alertNotice(`Could not sign out: ${e.message}`);
+    }
   }
   state.examId = null;
   await refresh();
 }
 
 async function exportAnswers() {
-  const result = $("export-result");
+  $("export-result").textContent = await exportReport();
+}
+
+async function exportReport() {
   try {
     const summary = await invoke("export_answers");
-    result.textContent = `${plural(summary.answers, "answer was", "answers were")} written to ${summary.path}. Give this file to your professor.`;
+    return `${plural(summary.answers, "answer was", "answers were")} written to ${summary.path}. Give this file to your professor.`;
   } catch (e) {
-    result.textContent = `The export failed: ${e.message}`;
+    return `The export failed: ${e.message}`;
   }
 }
 

@@ -5,7 +5,7 @@
 use crate::config::ServerUrl;
 use crate::error::{Error, Result};
 use invigil_protocol::{
-    Answer, EvaluationDetail, LoginRequest, LoginResponse, Participation, User,
+    Answer, EvaluationDetail, LoginRequest, LoginResponse, Participation, SaveAck, SaveAnswer, User,
 };
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
@@ -101,6 +101,24 @@ impl Api {
     pub async fn answers(&self, token: &str, id: &str) -> Result<Vec<Answer>> {
         let path = format!("/api/evaluations/{}/answers", segment(id));
         self.json(self.request(Method::GET, &path, Some(token)))
+            .await
+    }
+
+    /// `PUT /api/evaluations/{id}/answers/{question_id}`: saves an answer over HTTP (bodies up
+    /// to 4 MiB), for an answer too large for one socket frame.
+    pub async fn save_answer(
+        &self,
+        token: &str,
+        id: &str,
+        question_id: &str,
+        save: &SaveAnswer,
+    ) -> Result<SaveAck> {
+        let path = format!(
+            "/api/evaluations/{}/answers/{}",
+            segment(id),
+            segment(question_id)
+        );
+        self.json(self.request(Method::PUT, &path, Some(token)).json(save))
             .await
     }
 

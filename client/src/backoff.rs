@@ -12,6 +12,17 @@ use std::time::Duration;
 pub const BASE: Duration = Duration::from_millis(500);
 /// The largest ceiling.
 pub const CAP: Duration = Duration::from_secs(10);
+/// Over how long a room spreads its reconnections when the server says it is going away or
+/// restarting (close 1001 or 1012): every socket of the server was closed at the same moment,
+/// and half a second would bring them all back at once.
+pub const RESTART_SPREAD: Duration = Duration::from_secs(5);
+
+/// The delay before reconnecting to a server that closed the socket with 1001 or 1012: uniformly
+/// random in `[0, RESTART_SPREAD]`.
+pub fn after_restart(rng: &mut impl Rng) -> Duration {
+    let millis = u64::try_from(RESTART_SPREAD.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rng.random_range(0..=millis))
+}
 
 /// The state of one run of reconnection attempts.
 #[derive(Debug, Clone)]
@@ -104,6 +115,19 @@ mod tests {
         let early = delays.iter().filter(|d| d.as_millis() < 3_000).count();
         let late = delays.iter().filter(|d| d.as_millis() > 7_000).count();
         assert!(early > 200 && late > 200, "early {early}, late {late}");
+    }
+
+    #[test]
+    fn after_a_restart_a_room_spreads_over_five_seconds() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let delays: Vec<Duration> = (0..1000).map(|_| after_restart(&mut rng)).collect();
+        assert!(delays.iter().all(|d| *d <= RESTART_SPREAD));
+        let first_second = delays.iter().filter(|d| d.as_millis() < 1000).count();
+        let last_second = delays.iter().filter(|d| d.as_millis() >= 4000).count();
+        assert!(
+            first_second < 300 && last_second > 100,
+            "first second {first_second}, last second {last_second}"
+        );
     }
 
     #[test]

@@ -1,47 +1,35 @@
-//! The engine: one signed-in student's state, the commands the front end calls, and the
-//! background tasks that keep answers safe.
+//! The engine: the commands the front end calls (sign in and out, join, open, edit, hand in,
+//! export), and start-up. The state they act on is [`crate::state`]; three tasks run beside
+//! them:
 //!
-//! State lives behind one short-held lock and is never held across an `await`. Three tasks run
-//! beside the commands:
-//!
-//! - the **flusher** ([`Shared::write_pass`]) turns typing into durable outbox records within
-//!   [`FLUSH_DELAY`] of the first unsaved keystroke, and only then sends them;
-//! - the **live** task ([`crate::live`]) holds the socket, reconnects, and feeds server frames back;
+//! - the **flusher** ([`crate::flusher`]) turns typing into durable outbox records within
+//!   [`FLUSH_DELAY`] of the first unsaved keystroke, and sends them;
+//! - the **live** task ([`crate::live`]) holds the socket, reconnects, and feeds server frames back
+//!   (answers go through [`crate::delivery`]);
 //! - the **deadline** task re-evaluates exam states when an `ends_at` passes.
 
 use crate::api::Api;
 use crate::clock::ServerClock;
 use crate::config::{ClientConfig, ServerUrl};
+use crate::delivery::ANSWERS_TIMEOUT;
 use crate::error::{Error, Result};
-use crate::export::{self, AnswersExport, ExportedAnswer};
+use crate::export::{self, AnswersExport, ExportedAnswer, ExportedDisplaced};
+use crate::folder::{self, SessionNote};
 use crate::outbox::{self, Key, Outbox, Record};
+use crate::show::*;
+use crate::state::{Active, Draft, Shared, State, Token, blocking, connection, server_now_ms};
 use crate::vault::Vault;
 use crate::view::*;
-use invigil_protocol::{
-    ClientMessage, ErrorCode, Evaluation, Participation, ParticipationStatus, Phase, Role,
-    Timestamp, User,
-};
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use invigil_protocol::{Participation, Role, Timestamp};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
-use tokio::sync::{Notify, broadcast, mpsc};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, broadcast};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-/// How long typing may stay only in memory: the first unsaved keystroke is on disk (fsync'ed)
-/// within this delay plus one write, well under half a second.
-pub const FLUSH_DELAY: Duration = Duration::from_millis(200);
-/// The largest answer the server accepts, in bytes.
-pub const MAX_ANSWER_BYTES: usize = 1024 * 1024 - 1024;
-/// The heartbeat assumed before the server has said its own.
-pub const DEFAULT_HEARTBEAT_MS: u64 = 5000;
-/// How long opening an exam waits for the server's copy of the answers.
-const ANSWERS_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a failed disk write waits before it is tried again.
-const STORAGE_RETRY: Duration = Duration::from_secs(1);
+pub use crate::state::{DEFAULT_HEARTBEAT_MS, FLUSH_DELAY, MAX_ANSWER_BYTES};
 
 /// The exam engine of one desktop app. Dropping it stops its tasks and writes any typing still
 /// in memory to disk.
@@ -57,94 +45,6 @@ impl fmt::Debug for Engine {
     }
 }
 
-/// A session token; never printed.
-#[derive(Clone)]
-pub(crate) struct Token(pub(crate) String);
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(***)")
-    }
-}
-
-/// What the engine shares with its tasks.
-pub(crate) struct Shared {
-    pub(crate) config: ClientConfig,
-    /// What the engine trusts over https and wss.
-    pub(crate) tls: Arc<rustls::ClientConfig>,
-    vault: Arc<dyn Vault>,
-    install_id: String,
-    pub(crate) state: Mutex<State>,
-    events: broadcast::Sender<Numbered>,
-    /// The number of the last event sent (changed only under the state lock).
-    seq: std::sync::atomic::AtomicU64,
-    wake_flusher: Notify,
-    pub(crate) wake_deadlines: Notify,
-    write_lock: tokio::sync::Mutex<()>,
-    session_lock: tokio::sync::Mutex<()>,
-    tasks: Mutex<Vec<AbortHandle>>,
-}
-
-/// The engine's state.
-pub(crate) struct State {
-    pub(crate) server_url: ServerUrl,
-    vault_problem: Option<String>,
-    pub(crate) session: Option<Active>,
-    pub(crate) connection: ConnectionView,
-    pub(crate) evaluations: BTreeMap<String, Held>,
-    pub(crate) outbox: Option<Outbox>,
-    drafts: BTreeMap<Key, Draft>,
-    write_back: BTreeSet<Key>,
-    pub(crate) clock: ServerClock,
-    pub(crate) link: Option<Link>,
-    live: Option<AbortHandle>,
-    storage_problem: Option<String>,
-    pub(crate) heartbeat_ms: u64,
-    /// The evaluations named by the snapshot being received, while one is.
-    pub(crate) snapshot: Option<BTreeSet<String>>,
-}
-
-/// The signed-in (or ended) session.
-pub(crate) struct Active {
-    pub(crate) user: User,
-    pub(crate) session_id: String,
-    pub(crate) token: Option<Token>,
-    pub(crate) ended: Option<String>,
-    ended_exam: Option<String>,
-    token_remembered: bool,
-    dir: PathBuf,
-    pub(crate) api: Api,
-}
-
-/// An evaluation and the student's participation, as last heard.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Held {
-    pub(crate) evaluation: Evaluation,
-    pub(crate) participation: Participation,
-}
-
-struct Draft {
-    content: String,
-    since: Instant,
-}
-
-/// The open socket, for sending.
-pub(crate) struct Link {
-    pub(crate) id: u64,
-    pub(crate) tx: mpsc::Sender<ClientMessage>,
-    /// The revision of each answer sent on this socket and not yet answered.
-    pub(crate) inflight: HashMap<Key, u64>,
-}
-
-/// `session.json`: who was signed in on which server (never the token).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct SessionNote {
-    server_url: String,
-    user: User,
-    session_id: String,
-    ended: Option<String>,
-}
-
 impl Engine {
     /// Starts the engine on `config`'s data folder, resuming the session a previous run left
     /// (its token from `vault`) and connecting at once when there is one.
@@ -155,9 +55,9 @@ impl Engine {
             // A CA file that cannot be used stops the engine: without it the school's server
             // would be refused at every sign-in, for a reason the student cannot fix.
             let tls = crate::trust::client_config(ca_file.as_deref())?;
-            std::fs::create_dir_all(&data_dir).map_err(Error::storage("create", &data_dir))?;
-            let install_id = install_id(&data_dir)?;
-            let note = read_note(&data_dir);
+            outbox::create_dir_durably(&data_dir)?;
+            let install_id = folder::install_id(&data_dir)?;
+            let note = folder::read_note(&data_dir);
             Ok((install_id, note, tls))
         })
         .await?;
@@ -173,11 +73,14 @@ impl Engine {
                 outbox: None,
                 drafts: BTreeMap::new(),
                 write_back: BTreeSet::new(),
+                unwritten: BTreeSet::new(),
+                retry_at: None,
                 clock: ServerClock::new(),
                 link: None,
                 live: None,
                 storage_problem: None,
                 heartbeat_ms: DEFAULT_HEARTBEAT_MS,
+                frame_limit: invigil_protocol::MAX_MESSAGE_BYTES,
                 snapshot: None,
             }),
             config,
@@ -216,13 +119,14 @@ impl Engine {
         let state = self.shared.lock();
         Overview {
             seq: self.shared.seq.load(std::sync::atomic::Ordering::SeqCst),
-            session: self.shared.session_view(&state),
+            session: session_view(&state),
             connection: state.connection.clone(),
             evaluations: evaluation_views(&state),
             pending: pending_total(&state),
             server_now_ms: server_now_ms(&state),
             clock_synced: state.clock.is_known(),
             storage_problem: state.storage_problem.clone(),
+            only_in_memory: only_in_memory(&state),
         }
     }
 
@@ -267,8 +171,22 @@ impl Engine {
                 None => state.server_url.clone(),
             }
         };
-        // Typing of the previous session goes to its own outbox first.
+        // Typing of the previous session goes to its own outbox first; what its disk refused
+        // stays tied to it: no other sign-in while it exists only in memory.
         shared.write_pass(true).await;
+        {
+            // The same student again on the same server takes their answers over from memory.
+            let state = shared.lock();
+            let same = state.server_url == url
+                && state
+                    .session
+                    .as_ref()
+                    .is_some_and(|a| a.user.username == username.trim());
+            let unsaved = only_in_memory(&state);
+            if unsaved > 0 && !same {
+                return Err(Error::OnlyInMemory(unsaved));
+            }
+        }
         let api = Api::new(url.clone(), &shared.tls);
         let login = api.login(username, password, &shared.config.device).await?;
         if login.user.role != Role::Student {
@@ -297,9 +215,9 @@ impl Engine {
         let (outbox, cache) = {
             let (dir, data_dir) = (dir.clone(), shared.config.data_dir.clone());
             blocking(move || {
-                write_note(&data_dir, &note)?;
+                folder::write_note(&data_dir, &note)?;
                 let outbox = Outbox::open(dir.join("answers"))?;
-                Ok((outbox, read_cache(&dir)))
+                Ok((outbox, folder::read_cache(&dir)))
             })
             .await?
         };
@@ -322,13 +240,20 @@ impl Engine {
                 dir,
                 api,
             });
-            state.outbox = Some(outbox);
+            // The same student on the same server: the outbox in memory (a superset of the one
+            // on disk when the disk refused something) stays.
+            if state.outbox.as_ref().map(Outbox::dir) != Some(outbox.dir()) {
+                state.outbox = Some(outbox);
+                state.drafts.clear();
+                state.write_back.clear();
+                state.unwritten.clear();
+            }
             state.evaluations = cache;
             state.link = None;
             state.clock = ServerClock::new();
             state.connection = connection(ConnectionState::Connecting, None, None);
             state.live = Some(shared.spawn_live(url, Token(login.token)));
-            let view = shared.session_view(&state);
+            let view = session_view(&state);
             shared.emit(Event::Session(view.clone()));
             shared.emit(Event::Connection(state.connection.clone()));
             shared.emit(Event::Evaluations(evaluation_views(&state)));
@@ -346,6 +271,10 @@ impl Engine {
         shared.write_pass(true).await;
         let (api, token, url) = {
             let mut state = shared.lock();
+            let unsaved = only_in_memory(&state);
+            if unsaved > 0 {
+                return Err(Error::OnlyInMemory(unsaved));
+            }
             // Stop the socket first, so that the server's SESSION_INVALIDATED (signed_out) is
             // not taken for a session ended by the server.
             if let Some(live) = state.live.take() {
@@ -369,7 +298,7 @@ impl Engine {
         let data_dir = shared.config.data_dir.clone();
         blocking(move || {
             vault.delete(&account)?;
-            remove_note(&data_dir)
+            folder::remove_note(&data_dir)
         })
         .await?;
         let mut state = shared.lock();
@@ -381,9 +310,10 @@ impl Engine {
         state.evaluations.clear();
         state.drafts.clear();
         state.write_back.clear();
+        state.unwritten.clear();
         state.link = None;
         state.connection = connection(ConnectionState::SignedOut, None, None);
-        shared.emit(Event::Session(shared.session_view(&state)));
+        shared.emit(Event::Session(session_view(&state)));
         shared.emit(Event::Connection(state.connection.clone()));
         shared.emit(Event::Evaluations(Vec::new()));
         Ok(())
@@ -422,12 +352,16 @@ impl Engine {
             .get(evaluation_id)
             .ok_or_else(|| Error::NotFound(format!("evaluation {evaluation_id}")))?;
         let mut answers = BTreeMap::new();
+        let mut displaced = BTreeMap::new();
         if let Some(outbox) = &state.outbox {
             for record in outbox
                 .records()
                 .filter(|r| r.evaluation_id == evaluation_id)
             {
                 answers.insert(record.question_id.clone(), record.content.clone());
+                if !record.displaced.is_empty() {
+                    displaced.insert(record.question_id.clone(), record.displaced.clone());
+                }
             }
         }
         for (key, draft) in &state.drafts {
@@ -438,6 +372,7 @@ impl Engine {
         Ok(ExamContent {
             evaluation: evaluation_view(&state, held),
             answers,
+            displaced,
         })
     }
 
@@ -520,29 +455,84 @@ impl Engine {
             let state = self.shared.lock();
             let active = state.session.as_ref().ok_or(Error::NotSignedIn)?;
             let outbox = state.outbox.as_ref().ok_or(Error::NotSignedIn)?;
-            AnswersExport {
-                format: export::FORMAT.to_owned(),
-                version: export::VERSION,
-                exported_at: Timestamp::now(),
-                server_url: state.server_url.to_string(),
-                username: active.user.username.clone(),
-                device: self.shared.config.device.clone(),
-                session_ended: active.ended.clone(),
-                answers: outbox
-                    .pending()
-                    .map(|r| {
-                        let title = state
-                            .evaluations
-                            .get(&r.evaluation_id)
-                            .map(|h| h.evaluation.title.clone());
-                        ExportedAnswer::new(r, title)
-                    })
-                    .collect(),
-            }
+            answers_export(
+                state.server_url.to_string(),
+                active.user.username.clone(),
+                self.shared.config.device.clone(),
+                active.ended.clone(),
+                outbox.records().collect(),
+                |id| title_of(&state, id),
+            )
         };
         let count = export.answers.len();
         let target = path.to_owned();
         blocking(move || export::write(&target, &export)).await?;
+        Ok(ExportSummary {
+            path: path.display().to_string(),
+            answers: count,
+        })
+    }
+}
+
+impl Engine {
+    /// Answers waiting on this computer for every server and user that left some, the one
+    /// signed in included (what its disk holds), by server then user.
+    pub async fn waiting_on_this_computer(&self) -> Result<Vec<WaitingView>> {
+        self.flush().await;
+        let data_dir = self.shared.config.data_dir.clone();
+        blocking(move || {
+            Ok(folder::left_on_disk(&data_dir)
+                .into_iter()
+                .map(|(server_url, username, records)| WaitingView {
+                    server_url,
+                    username,
+                    answers: records.iter().filter(|r| r.is_pending()).count(),
+                })
+                .filter(|w| w.answers > 0)
+                .collect())
+        })
+        .await
+    }
+
+    /// Writes the answers waiting on this computer for `username` on `server_url` to `path`,
+    /// as [`export`](Self::export) does for the student signed in (any student: their answers
+    /// must not become invisible when someone else signs in here).
+    pub async fn export_waiting(
+        &self,
+        server_url: &str,
+        username: &str,
+        path: &Path,
+    ) -> Result<ExportSummary> {
+        let url = ServerUrl::parse(server_url)?;
+        let current = {
+            let state = self.shared.lock();
+            state.server_url == url
+                && state
+                    .session
+                    .as_ref()
+                    .is_some_and(|a| a.user.username == username)
+        };
+        if current {
+            return self.export(path).await;
+        }
+        let dir = self.shared.user_dir(&url, username);
+        let (device, username) = (self.shared.config.device.clone(), username.to_owned());
+        let target = path.to_owned();
+        let count = blocking(move || {
+            let records = outbox::read_records(&dir.join("answers"));
+            let titles = folder::read_cache(&dir);
+            let export = answers_export(
+                url.to_string(),
+                username,
+                device,
+                None,
+                records.iter().collect(),
+                |id| titles.get(id).map(|h| h.evaluation.title.clone()),
+            );
+            export::write(&target, &export)?;
+            Ok(export.answers.len())
+        })
+        .await?;
         Ok(ExportSummary {
             path: path.display().to_string(),
             answers: count,
@@ -560,8 +550,10 @@ impl Drop for Engine {
         if let Some(live) = state.live.take() {
             live.abort();
         }
-        // Typing still in memory goes to disk now, synchronously: the app is closing.
+        // Typing still in memory, and what the disk refused before, goes to disk now,
+        // synchronously: the app is closing.
         let drafts = std::mem::take(&mut state.drafts);
+        let unwritten = std::mem::take(&mut state.unwritten);
         if let Some(outbox) = state.outbox.as_mut() {
             for (key, draft) in drafts {
                 let record = outbox.stage(&key, draft.content);
@@ -570,47 +562,16 @@ impl Drop for Engine {
                     Err(e) => tracing::error!(error = %e, "typing could not be saved at exit"),
                 }
             }
+            for record in unwritten.iter().filter_map(|k| outbox.get(k)) {
+                if let Err(e) = outbox::persist(outbox.dir(), record) {
+                    tracing::error!(error = %e, "an answer could not be saved at exit");
+                }
+            }
         }
     }
 }
 
 impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves consistent data (every change is a few
-        // assignments); keep going rather than lose the answers.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Sends an event; called with the state lock held, so that its number orders it against
-    /// [`Engine::overview`].
-    pub(crate) fn emit(&self, event: Event) {
-        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        let _ = self.events.send(Numbered { seq, event });
-    }
-
-    fn account(&self, url: &ServerUrl) -> String {
-        format!("{}@{}", self.install_id, url)
-    }
-
-    fn user_dir(&self, url: &ServerUrl, username: &str) -> PathBuf {
-        self.config
-            .data_dir
-            .join("servers")
-            .join(url.storage_key())
-            .join(outbox::encode_name(username))
-    }
-
-    fn credentials(&self) -> Result<(Api, Token)> {
-        let state = self.lock();
-        let active = state
-            .session
-            .as_ref()
-            .filter(|a| a.ended.is_none())
-            .ok_or(Error::NotSignedIn)?;
-        let token = active.token.clone().ok_or(Error::NotSignedIn)?;
-        Ok((active.api.clone(), token))
-    }
-
     fn spawn_live(self: &Arc<Self>, url: ServerUrl, token: Token) -> AbortHandle {
         tokio::spawn(crate::live::run(self.clone(), url, token)).abort_handle()
     }
@@ -631,7 +592,7 @@ impl Shared {
                 } else {
                     Ok(None)
                 };
-                Ok((outbox, read_cache(&dir), token))
+                Ok((outbox, folder::read_cache(&dir), token))
             })
             .await?
         };
@@ -673,96 +634,6 @@ impl Shared {
         Ok(())
     }
 
-    pub(crate) fn session_view(&self, state: &State) -> SessionView {
-        let active = state.session.as_ref();
-        SessionView {
-            server_url: state.server_url.to_string(),
-            user: active.map(|a| a.user.clone()),
-            signed_in: active.is_some_and(|a| a.ended.is_none()),
-            token_remembered: active.is_some_and(|a| a.token_remembered),
-            vault_problem: state.vault_problem.clone(),
-            ended: active.and_then(|a| {
-                a.ended.as_ref().map(|reason| EndedView {
-                    reason: reason.clone(),
-                    blocked_exam: a.ended_exam.clone(),
-                    pending: pending_total(state),
-                })
-            }),
-        }
-    }
-
-    /// The server ended the session: forget the token, keep every answer, stop connecting.
-    pub(crate) async fn end_session(&self, reason: String) {
-        // Serialised with sign-in and sign-out, which write the same note.
-        let _session = self.session_lock.lock().await;
-        let (note, account) = {
-            let mut state = self.lock();
-            let sitting = state
-                .evaluations
-                .values()
-                .find(|h| {
-                    h.evaluation.phase == Phase::InProgress
-                        && matches!(
-                            h.participation.status,
-                            ParticipationStatus::InProgress | ParticipationStatus::Blocked
-                        )
-                })
-                .map(|h| h.evaluation.title.clone());
-            let url = state.server_url.clone();
-            let Some(active) = state.session.as_mut() else {
-                return;
-            };
-            if active.ended.is_some() {
-                return;
-            }
-            active.ended = Some(reason.clone());
-            active.token = None;
-            active.token_remembered = false;
-            if reason == "signed_in_elsewhere" {
-                active.ended_exam = sitting;
-            }
-            let note = SessionNote {
-                server_url: url.to_string(),
-                user: active.user.clone(),
-                session_id: active.session_id.clone(),
-                ended: Some(reason.clone()),
-            };
-            state.link = None;
-            state.live = None;
-            state.connection = connection(ConnectionState::SessionEnded, Some(reason), None);
-            self.emit(Event::Session(self.session_view(&state)));
-            self.emit(Event::Connection(state.connection.clone()));
-            (note, self.account(&url))
-        };
-        let vault = self.vault.clone();
-        let data_dir = self.config.data_dir.clone();
-        let result = blocking(move || {
-            write_note(&data_dir, &note)?;
-            vault.delete(&account)
-        })
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "the ended session could not be noted");
-        }
-    }
-
-    /// Sets the connection state; `since` changes only when the state does.
-    pub(crate) fn set_connection(
-        &self,
-        state: &mut State,
-        new: ConnectionState,
-        detail: Option<String>,
-    ) {
-        if state.connection.state == new {
-            if state.connection.detail != detail {
-                state.connection.detail = detail;
-            }
-            return;
-        }
-        state.connection = connection(new, None, detail);
-        self.emit(Event::Connection(state.connection.clone()));
-    }
-
     fn update_participation(&self, participation: Participation) -> EvaluationView {
         let mut state = self.lock();
         let id = participation.evaluation_id.clone();
@@ -778,669 +649,38 @@ impl Shared {
         self.wake_deadlines.notify_one();
         view.unwrap_or_else(|| unreachable_view(&id))
     }
+}
 
-    /// Takes in the server's copy of an evaluation's answers.
-    fn adopt(&self, evaluation_id: &str, answers: &[invigil_protocol::Answer]) {
-        let mut state = self.lock();
-        let state = &mut *state;
-        let Some(outbox) = state.outbox.as_mut() else {
-            return;
-        };
-        let changed = outbox.adopt_server_answers(evaluation_id, answers);
-        let now = Instant::now();
-        let mut restage = Vec::new();
-        for record in outbox
-            .pending()
-            .filter(|r| r.evaluation_id == evaluation_id)
-        {
-            let key = record.key();
-            if outbox.collides(&key) && !state.drafts.contains_key(&key) {
-                restage.push((key, record.content.clone()));
-            }
-        }
-        for record in &changed {
-            state.write_back.insert(record.key());
-        }
-        for (key, content) in restage {
-            state.drafts.insert(
-                key,
-                Draft {
-                    content,
-                    since: now.checked_sub(FLUSH_DELAY).unwrap_or(now),
-                },
-            );
-        }
-        for record in &changed {
-            let event = answer_event(state, &record.key());
-            self.emit(Event::Answer(event));
-        }
-        self.wake_flusher.notify_one();
-    }
-
-    /// Sends, on the open socket, every pending answer not already on its way there. Refused
-    /// ones are skipped unless `retry_refused` (a reconnect or an unblock may have changed why).
-    pub(crate) fn send_pending(
-        &self,
-        state: &mut State,
-        evaluation: Option<&str>,
-        retry_refused: bool,
-    ) {
-        let (Some(outbox), Some(link)) = (state.outbox.as_mut(), state.link.as_mut()) else {
-            return;
-        };
-        if retry_refused {
-            match evaluation {
-                Some(id) => outbox.clear_rejections(id),
-                None => {
-                    let ids: BTreeSet<String> =
-                        outbox.pending().map(|r| r.evaluation_id.clone()).collect();
-                    for id in ids {
-                        outbox.clear_rejections(&id);
-                    }
-                }
-            }
-        }
-        for record in outbox.pending() {
-            if evaluation.is_some_and(|id| id != record.evaluation_id)
-                || record.rejected.is_some()
-                || outbox.collides(&record.key())
-            {
-                continue;
-            }
-            let key = record.key();
-            if link.inflight.get(&key) == Some(&record.revision) {
-                continue;
-            }
-            if send_record(link, record) {
-                link.inflight.insert(key, record.revision);
-            } else {
-                break;
-            }
-        }
-    }
-
-    /// Handles `ANSWER_ACK`.
-    pub(crate) fn acknowledged(&self, state: &mut State, key: Key, revision: u64, late: bool) {
-        let Some(outbox) = state.outbox.as_mut() else {
-            return;
-        };
-        let outcome = outbox.acknowledge(&key, revision, late);
-        if let Some(link) = state.link.as_mut()
-            && link
-                .inflight
-                .get(&key)
-                .is_some_and(|sent| *sent <= revision)
-        {
-            link.inflight.remove(&key);
-        }
-        match outcome {
-            outbox::Acked::Unknown => return,
-            outbox::Acked::Superseded { server_revision } => {
-                tracing::info!(
-                    question = %key.question_id,
-                    server_revision,
-                    "the server holds a newer revision from elsewhere; writing this one above it"
-                );
-                if !state.drafts.contains_key(&key) {
-                    let content = state
-                        .outbox
-                        .as_ref()
-                        .and_then(|o| o.get(&key))
-                        .map(|r| r.content.clone())
-                        .unwrap_or_default();
-                    let now = Instant::now();
-                    state.drafts.insert(
-                        key.clone(),
-                        Draft {
-                            content,
-                            since: now.checked_sub(FLUSH_DELAY).unwrap_or(now),
-                        },
-                    );
-                }
-                self.wake_flusher.notify_one();
-            }
-            outbox::Acked::Stored | outbox::Acked::Earlier => {
-                state.write_back.insert(key.clone());
-                self.wake_flusher.notify_one();
-            }
-        }
-        let event = answer_event(state, &key);
-        self.emit(Event::Answer(event));
-    }
-
-    /// Handles `ANSWER_REJECTED`.
-    pub(crate) fn rejected(
-        &self,
-        state: &mut State,
-        key: Key,
-        revision: u64,
-        code: invigil_protocol::RejectCode,
-    ) {
-        if let Some(link) = state.link.as_mut()
-            && link.inflight.get(&key) == Some(&revision)
-        {
-            link.inflight.remove(&key);
-        }
-        let Some(outbox) = state.outbox.as_mut() else {
-            return;
-        };
-        if outbox.reject(&key, revision, code) {
-            tracing::info!(question = %key.question_id, ?code, "a save was refused; kept on this computer");
-            let event = answer_event(state, &key);
-            self.emit(Event::Answer(event));
-        }
-    }
-
-    /// One pass of the flusher: writes due typing (all of it with `all`) and acknowledgements,
-    /// then sends what became durable. Returns when the next typing falls due.
-    async fn write_pass(&self, all: bool) -> Option<Instant> {
-        let _writer = self.write_lock.lock().await;
-        let now = Instant::now();
-        let (dir, staged, write_back) = {
-            let mut state = self.lock();
-            let state = &mut *state;
-            let Some(outbox) = state.outbox.as_ref() else {
-                state.drafts.clear();
-                state.write_back.clear();
-                return None;
-            };
-            let due: Vec<Key> = state
-                .drafts
-                .iter()
-                .filter(|(_, d)| all || d.since + FLUSH_DELAY <= now)
-                .map(|(k, _)| k.clone())
-                .collect();
-            let staged: Vec<Record> = due
-                .iter()
-                .filter_map(|k| {
-                    let draft = state.drafts.remove(k)?;
-                    // Unchanged typing (the same text again) needs no new revision.
-                    let same = outbox
-                        .get(k)
-                        .is_some_and(|r| r.content == draft.content && !outbox.collides(k));
-                    (!same).then(|| outbox.stage(k, draft.content))
-                })
-                .collect();
-            let write_back: Vec<Record> = std::mem::take(&mut state.write_back)
-                .into_iter()
-                .filter(|k| !due.contains(k))
-                .filter_map(|k| outbox.get(&k).cloned())
-                .collect();
-            for key in &due {
-                if !staged.iter().any(|r| &r.key() == key) {
-                    let event = answer_event(state, key);
-                    self.emit(Event::Answer(event));
-                }
-            }
-            (outbox.dir().to_owned(), staged, write_back)
-        };
-        if !staged.is_empty() || !write_back.is_empty() {
-            let results = blocking(move || {
-                let staged: Vec<(Record, Result<()>)> = staged
-                    .into_iter()
-                    .map(|r| {
-                        let result = outbox::persist(&dir, &r);
-                        (r, result)
-                    })
-                    .collect();
-                for record in &write_back {
-                    if let Err(e) = outbox::persist(&dir, record) {
-                        tracing::warn!(error = %e, "an acknowledgement could not be noted on disk");
-                    }
-                }
-                Ok((dir, staged))
+/// An answers file of `records` (the waiting ones, and the texts they displaced).
+fn answers_export(
+    server_url: String,
+    username: String,
+    device: String,
+    session_ended: Option<String>,
+    records: Vec<&Record>,
+    title: impl Fn(&str) -> Option<String>,
+) -> AnswersExport {
+    AnswersExport {
+        format: export::FORMAT.to_owned(),
+        version: export::VERSION,
+        exported_at: Timestamp::now(),
+        server_url,
+        username,
+        device,
+        session_ended,
+        answers: records
+            .iter()
+            .filter(|r| r.is_pending())
+            .map(|r| ExportedAnswer::new(r, title(&r.evaluation_id)))
+            .collect(),
+        displaced: records
+            .iter()
+            .flat_map(|r| {
+                r.displaced
+                    .iter()
+                    .map(|text| ExportedDisplaced::new(r, title(&r.evaluation_id), text))
+                    .collect::<Vec<_>>()
             })
-            .await;
-            if let Ok((dir, staged)) = results {
-                self.committed(&dir, staged);
-            }
-        }
-        let state = self.lock();
-        state.drafts.values().map(|d| d.since + FLUSH_DELAY).min()
-    }
-
-    /// Takes in records the flusher wrote, sends them, and reports disk trouble.
-    fn committed(&self, dir: &Path, staged: Vec<(Record, Result<()>)>) {
-        let mut state = self.lock();
-        let state = &mut *state;
-        if state.outbox.as_ref().map(|o| o.dir()) != Some(dir) {
-            // Signed out (or in as someone else) meanwhile: the files are in their folder.
-            return;
-        }
-        let mut problem = None;
-        for (record, result) in staged {
-            let key = record.key();
-            match result {
-                Ok(()) => {
-                    let outbox = state.outbox.as_mut().expect("checked above");
-                    outbox.commit(record);
-                    if let (Some(link), Some(record)) = (state.link.as_mut(), outbox.get(&key))
-                        && record.is_pending()
-                        && send_record(link, record)
-                    {
-                        link.inflight.insert(key.clone(), record.revision);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "typing could not be written to disk; retrying");
-                    problem = Some(e.to_string());
-                    let retry_at = Instant::now() + STORAGE_RETRY;
-                    state.drafts.entry(key.clone()).or_insert(Draft {
-                        content: record.content,
-                        since: retry_at.checked_sub(FLUSH_DELAY).unwrap_or(retry_at),
-                    });
-                }
-            }
-            let event = answer_event(state, &key);
-            self.emit(Event::Answer(event));
-        }
-        if state.storage_problem != problem {
-            state.storage_problem.clone_from(&problem);
-            self.emit(Event::Storage(problem));
-        }
-    }
-
-    async fn flusher(self: Arc<Self>) {
-        loop {
-            let notified = self.wake_flusher.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            match self.write_pass(false).await {
-                Some(at) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(at) => {}
-                        _ = &mut notified => {}
-                    }
-                }
-                None => notified.await,
-            }
-        }
-    }
-
-    /// Re-sends the evaluations when the next `ends_at` passes, so that editing locks on time.
-    async fn deadlines(self: Arc<Self>) {
-        loop {
-            let notified = self.wake_deadlines.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let next = {
-                let state = self.lock();
-                let now = server_now_ms(&state);
-                state
-                    .evaluations
-                    .values()
-                    .filter(|h| h.evaluation.phase == Phase::InProgress)
-                    .filter_map(|h| h.evaluation.ends_at.map(|t| t.unix_ms()))
-                    .filter(|at| *at > now)
-                    .min()
-                    .map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
-            };
-            match next {
-                Some(wait) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {
-                            let state = self.lock();
-                            self.emit(Event::Evaluations(evaluation_views(&state)));
-                        }
-                        _ = &mut notified => {}
-                    }
-                }
-                None => notified.await,
-            }
-        }
-    }
-
-    /// Writes the evaluation cache (what the app shows when it starts without the server).
-    pub(crate) async fn save_cache(&self) {
-        let (dir, cache) = {
-            let state = self.lock();
-            let Some(active) = state.session.as_ref() else {
-                return;
-            };
-            let cache: Vec<Held> = state.evaluations.values().cloned().collect();
-            (active.dir.clone(), cache)
-        };
-        let result = blocking(move || {
-            std::fs::create_dir_all(&dir).map_err(Error::storage("create", &dir))?;
-            let path = dir.join("evaluations.json");
-            let bytes = serde_json::to_vec(&cache).expect("evaluations serialize");
-            std::fs::write(&path, bytes).map_err(Error::storage("write", &path))
-        })
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "the evaluation cache could not be written");
-        }
-    }
-}
-
-fn send_record(link: &mut Link, record: &Record) -> bool {
-    link.tx
-        .try_send(ClientMessage::AnswerSave {
-            evaluation_id: record.evaluation_id.clone(),
-            question_id: record.question_id.clone(),
-            revision: record.revision,
-            content: record.content.clone(),
-        })
-        .is_ok()
-}
-
-pub(crate) fn connection(
-    state: ConnectionState,
-    reason: Option<String>,
-    detail: Option<String>,
-) -> ConnectionView {
-    ConnectionView {
-        state,
-        since: Timestamp::now(),
-        reason,
-        detail,
-    }
-}
-
-pub(crate) fn server_now_ms(state: &State) -> i64 {
-    state
-        .clock
-        .server_now()
-        .unwrap_or_else(Timestamp::now)
-        .unix_ms()
-}
-
-fn pending_total(state: &State) -> usize {
-    let on_disk = state.outbox.as_ref().map_or(0, |o| o.pending_count());
-    let typing = state
-        .drafts
-        .keys()
-        .filter(|k| {
-            state
-                .outbox
-                .as_ref()
-                .and_then(|o| o.get(k))
-                .is_none_or(|r| !r.is_pending())
-        })
-        .count();
-    on_disk + typing
-}
-
-fn pending_in(state: &State, evaluation_id: &str) -> usize {
-    let on_disk = state.outbox.as_ref().map_or(0, |o| {
-        o.pending()
-            .filter(|r| r.evaluation_id == evaluation_id)
-            .count()
-    });
-    let typing = state
-        .drafts
-        .keys()
-        .filter(|k| k.evaluation_id == evaluation_id)
-        .filter(|k| {
-            state
-                .outbox
-                .as_ref()
-                .and_then(|o| o.get(k))
-                .is_none_or(|r| !r.is_pending())
-        })
-        .count();
-    on_disk + typing
-}
-
-pub(crate) fn answer_view(state: &State, key: &Key) -> AnswerView {
-    let record = state.outbox.as_ref().and_then(|o| o.get(key));
-    let drafting = state.drafts.contains_key(key);
-    let answer_state = match record {
-        _ if drafting => AnswerState::Editing,
-        Some(r) if r.is_pending() => AnswerState::Waiting,
-        Some(_) => AnswerState::Saved,
-        None => AnswerState::Editing,
-    };
-    AnswerView {
-        question_id: key.question_id.clone(),
-        revision: record.map_or(0, |r| r.revision),
-        state: answer_state,
-        late: record.is_some_and(|r| r.late),
-        rejected: record.and_then(|r| r.rejected),
-    }
-}
-
-pub(crate) fn answer_event(state: &State, key: &Key) -> AnswerEvent {
-    AnswerEvent {
-        evaluation_id: key.evaluation_id.clone(),
-        answer: answer_view(state, key),
-        pending: pending_in(state, &key.evaluation_id),
-        pending_total: pending_total(state),
-    }
-}
-
-/// What the exam screen shows for `held` at the server's time `now_ms`.
-pub(crate) fn exam_state(held: &Held, now_ms: i64) -> ExamState {
-    let (evaluation, participation) = (&held.evaluation, &held.participation);
-    if !participation.access {
-        return ExamState::NoAccess;
-    }
-    if evaluation.phase == Phase::Draft {
-        return ExamState::Draft;
-    }
-    if participation.status == ParticipationStatus::Submitted {
-        return ExamState::Submitted;
-    }
-    if evaluation.phase != Phase::InProgress {
-        return ExamState::Closed;
-    }
-    if participation.status == ParticipationStatus::Blocked {
-        return ExamState::Blocked;
-    }
-    if evaluation.ends_at.is_some_and(|t| t.unix_ms() <= now_ms) {
-        return ExamState::Closed;
-    }
-    match participation.status {
-        ParticipationStatus::NotStarted => ExamState::NotStarted,
-        _ => ExamState::Open,
-    }
-}
-
-pub(crate) fn evaluation_view(state: &State, held: &Held) -> EvaluationView {
-    let evaluation = &held.evaluation;
-    let mut keys: BTreeSet<Key> = BTreeSet::new();
-    if let Some(outbox) = &state.outbox {
-        keys.extend(
-            outbox
-                .records()
-                .filter(|r| r.evaluation_id == evaluation.id)
-                .map(Record::key),
-        );
-    }
-    keys.extend(
-        state
-            .drafts
-            .keys()
-            .filter(|k| k.evaluation_id == evaluation.id)
-            .cloned(),
-    );
-    EvaluationView {
-        id: evaluation.id.clone(),
-        title: evaluation.title.clone(),
-        phase: evaluation.phase,
-        ends_at: evaluation.ends_at,
-        owner: evaluation.owner.clone(),
-        status: held.participation.status,
-        blocked_reason: held.participation.blocked_reason,
-        access: held.participation.access,
-        exam: exam_state(held, server_now_ms(state)),
-        questions: evaluation.questions.iter().map(QuestionView::new).collect(),
-        answers: keys.iter().map(|k| answer_view(state, k)).collect(),
-        pending: pending_in(state, &evaluation.id),
-    }
-}
-
-pub(crate) fn evaluation_views(state: &State) -> Vec<EvaluationView> {
-    let mut views: Vec<EvaluationView> = state
-        .evaluations
-        .values()
-        .map(|h| evaluation_view(state, h))
-        .collect();
-    views.sort_by(|a, b| a.title.cmp(&b.title).then_with(|| a.id.cmp(&b.id)));
-    views
-}
-
-fn unreachable_view(id: &str) -> EvaluationView {
-    EvaluationView {
-        id: id.to_owned(),
-        title: String::new(),
-        phase: Phase::Draft,
-        ends_at: None,
-        owner: String::new(),
-        status: ParticipationStatus::NotStarted,
-        blocked_reason: None,
-        access: false,
-        exam: ExamState::NoAccess,
-        questions: Vec::new(),
-        answers: Vec::new(),
-        pending: 0,
-    }
-}
-
-/// Runs blocking disk or keyring work off the async threads.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|e| Err(Error::Protocol(format!("a background task failed: {e}"))))
-}
-
-fn install_id(data_dir: &Path) -> Result<String> {
-    let path = data_dir.join("install-id");
-    match std::fs::read_to_string(&path) {
-        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
-        _ => {
-            let id = uuid::Uuid::new_v4().to_string();
-            write_durably(&path, id.as_bytes())?;
-            Ok(id)
-        }
-    }
-}
-
-fn read_note(data_dir: &Path) -> Option<SessionNote> {
-    let bytes = std::fs::read(data_dir.join("session.json")).ok()?;
-    match serde_json::from_slice(&bytes) {
-        Ok(note) => Some(note),
-        Err(e) => {
-            tracing::warn!(error = %e, "session.json is damaged; starting signed out");
-            None
-        }
-    }
-}
-
-fn write_note(data_dir: &Path, note: &SessionNote) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(note).expect("notes serialize");
-    write_durably(&data_dir.join("session.json"), &bytes)
-}
-
-fn remove_note(data_dir: &Path) -> Result<()> {
-    let path = data_dir.join("session.json");
-    match std::fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::storage("remove", &path)(e)),
-    }
-}
-
-fn read_cache(dir: &Path) -> BTreeMap<String, Held> {
-    let Ok(bytes) = std::fs::read(dir.join("evaluations.json")) else {
-        return BTreeMap::new();
-    };
-    serde_json::from_slice::<Vec<Held>>(&bytes)
-        .map(|list| {
-            list.into_iter()
-                .map(|h| (h.evaluation.id.clone(), h))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file = std::fs::File::create(&tmp).map_err(Error::storage("write", &tmp))?;
-        file.write_all(bytes)
-            .map_err(Error::storage("write", &tmp))?;
-        file.sync_all().map_err(Error::storage("sync", &tmp))?;
-    }
-    std::fs::rename(&tmp, path).map_err(Error::storage("rename", path))?;
-    if let Some(dir) = path.parent() {
-        outbox::sync_dir(dir)?;
-    }
-    Ok(())
-}
-
-/// The contract's code of a refused reconnection, as a session-ended reason.
-pub(crate) fn ended_reason(code: Option<ErrorCode>) -> String {
-    code.map_or("session_invalidated", ErrorCode::as_str)
-        .to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use invigil_protocol::{Access, BlockedReason};
-
-    fn held(phase: Phase, status: ParticipationStatus, ends_at: Option<i64>) -> Held {
-        Held {
-            evaluation: Evaluation {
-                id: "e1".into(),
-                title: "Midterm".into(),
-                phase,
-                ends_at: ends_at.and_then(Timestamp::from_unix_ms),
-                access: Access::List,
-                owner: "prof".into(),
-                questions: vec![],
-                proctoring: Default::default(),
-            },
-            participation: Participation {
-                evaluation_id: "e1".into(),
-                username: "alice".into(),
-                status,
-                blocked_reason: (status == ParticipationStatus::Blocked)
-                    .then_some(BlockedReason::SecondSignIn),
-                access: true,
-            },
-        }
-    }
-
-    #[test]
-    fn editing_is_open_only_while_running_joined_unblocked_and_before_the_end() {
-        use ExamState::*;
-        use ParticipationStatus as S;
-        let now = 1_000_000;
-        let cases = [
-            (Phase::InProgress, S::InProgress, None, Open),
-            (Phase::InProgress, S::InProgress, Some(now + 1), Open),
-            (Phase::InProgress, S::InProgress, Some(now), Closed),
-            (Phase::InProgress, S::Blocked, None, Blocked),
-            (Phase::Grading, S::InProgress, None, Closed),
-            (Phase::Grading, S::Blocked, None, Closed),
-            (Phase::Finished, S::InProgress, None, Closed),
-            (Phase::InProgress, S::NotStarted, None, NotStarted),
-            (Phase::InProgress, S::Submitted, None, Submitted),
-            (Phase::Draft, S::NotStarted, None, Draft),
-        ];
-        for (phase, status, ends_at, expected) in cases {
-            assert_eq!(
-                exam_state(&held(phase, status, ends_at), now),
-                expected,
-                "{phase:?} {status:?} {ends_at:?}"
-            );
-        }
-        let mut removed = held(Phase::InProgress, S::InProgress, None);
-        removed.participation.access = false;
-        assert_eq!(exam_state(&removed, now), NoAccess);
-    }
-
-    #[test]
-    fn a_refused_reconnection_names_its_code() {
-        assert_eq!(
-            ended_reason(Some(ErrorCode::SessionExpired)),
-            "session_expired"
-        );
-        assert_eq!(ended_reason(None), "session_invalidated");
+            .collect(),
     }
 }

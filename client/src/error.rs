@@ -72,6 +72,12 @@ pub enum Error {
     /// Handing in was refused because answers are still waiting to reach the server.
     #[error("{0} answers are still waiting to reach the server; hand in once they are saved")]
     PendingAnswers(usize),
+    /// Signing out or in was refused: answers exist only in this app's memory (the disk
+    /// refused them) and have not reached the server.
+    #[error(
+        "{0} answers exist only in this app's memory: this computer's disk refuses to save them and the server has not confirmed them yet. Keep the app open until they reach the server, or export them for your professor"
+    )]
+    OnlyInMemory(usize),
     /// An answer longer than the server accepts.
     #[error("an answer may hold at most {0} bytes")]
     TooLong(usize),
@@ -114,6 +120,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::PendingAnswers(_) => "pending_answers",
             Error::TooLong(_) => "too_long",
+            Error::OnlyInMemory(_) => "only_in_memory",
             Error::Storage { .. } => "storage",
             Error::Corrupt { .. } => "corrupt",
             Error::Vault(_) => "vault",

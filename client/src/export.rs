@@ -3,7 +3,7 @@
 //! part of the protocol: `docs/PROTOCOL.md`, "The answers file".
 
 use crate::error::{Error, Result};
-use crate::outbox::Record;
+use crate::outbox::{Displaced, Record};
 use invigil_protocol::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -33,6 +33,11 @@ pub struct AnswersExport {
     pub session_ended: Option<String>,
     /// Every answer not acknowledged by the server, by evaluation then question.
     pub answers: Vec<ExportedAnswer>,
+    /// Texts the server held, from elsewhere, that this computer's answers were written above
+    /// (a second install, a wiped data folder): kept so that neither text is lost. Absent in
+    /// files of earlier versions of the app.
+    #[serde(default)]
+    pub displaced: Vec<ExportedDisplaced>,
 }
 
 /// One answer that never reached the server (or whose acknowledgement never came back).
@@ -68,6 +73,34 @@ impl ExportedAnswer {
             edited_at: record.edited_at,
             acknowledged_revision: record.acked,
             rejected: record.rejected,
+        }
+    }
+}
+
+/// A text the server held that an answer of this computer replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportedDisplaced {
+    /// The evaluation.
+    pub evaluation_id: String,
+    /// Its title, when this computer knew it.
+    pub evaluation_title: Option<String>,
+    /// The question.
+    pub question_id: String,
+    /// The server's revision of that text.
+    pub revision: u64,
+    /// The text.
+    pub content: String,
+}
+
+impl ExportedDisplaced {
+    /// The export line of `text`, set aside in `record`.
+    pub fn new(record: &Record, evaluation_title: Option<String>, text: &Displaced) -> Self {
+        Self {
+            evaluation_id: record.evaluation_id.clone(),
+            evaluation_title,
+            question_id: record.question_id.clone(),
+            revision: text.revision,
+            content: text.content.clone(),
         }
     }
 }

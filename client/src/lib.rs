@@ -6,9 +6,14 @@
 //! # Layout
 //!
 //! ```text
-//! engine    Engine: state, commands (sign in/out, join, open, edit, submit, export), flusher
-//! live      the socket: connect, heartbeats, silence watchdog, backoff, server frames
+//! engine    Engine: the commands (sign in/out, join, open, edit, submit, export), start-up
+//! state     the shared state behind one lock, numbered events, credentials
+//! delivery  answers to and from the server: reconciling after WELCOME, sends, acks, refusals
+//! flusher   typing to disk within FLUSH_DELAY, retries of refused writes; the deadline task
+//! live      the socket: connect, heartbeats, silence watchdog, backoff, server frames, PUT lane
+//! show      the views of `view` built from the state
 //! outbox    durable per-answer records (tmp + fsync + rename), acknowledgements, revisions
+//! folder    the data folder's other files: install id, session note, evaluation cache
 //! vault     the session token in the OS keyring (keyring-core stores; the mock in tests)
 //! clock     the server's time from WELCOME/HEARTBEAT, counted on a monotonic clock
 //! backoff   full-jitter exponential reconnection delays
@@ -17,7 +22,7 @@
 //! trust     the certificate authorities trusted over https/wss: the platform's + INVIGIL_CA_FILE
 //! view      what the front end shows: serializable views and events
 //! export    the answers-export file for the professor (docs/PROTOCOL.md)
-//! config    server URL, data folder, CA file (INVIGIL_SERVER_URL, INVIGIL_DATA_DIR, INVIGIL_CA_FILE)
+//! config    server URL and data folder (INVIGIL_SERVER_URL, INVIGIL_DATA_DIR)
 //! error     the one error type, with a stable kind for the front end
 //! ```
 
@@ -25,12 +30,17 @@ pub mod api;
 pub mod backoff;
 pub mod clock;
 pub mod config;
+mod delivery;
 pub mod engine;
 pub mod error;
 pub mod export;
+mod flusher;
+mod folder;
 mod live;
 pub mod network;
 pub mod outbox;
+mod show;
+mod state;
 pub mod trust;
 pub mod vault;
 pub mod view;

@@ -8,13 +8,16 @@
 use crate::backoff::Backoff;
 use crate::clock::monotonic_now;
 use crate::config::ServerUrl;
-use crate::engine::{Held, Link, Shared, Token, ended_reason, evaluation_views, server_now_ms};
+use crate::error::Error;
 use crate::network::{Offline, classify, os_has_network};
-use crate::outbox::Key;
+use crate::outbox::{Key, Record};
+use crate::show::evaluation_views;
+use crate::state::{Held, Link, Shared, Token, ended_reason, server_now_ms};
 use crate::view::{ConnectionState, Event};
 use futures_util::{SinkExt, StreamExt};
 use invigil_protocol::{
-    ClientMessage, ErrorCode, ParticipationStatus, Phase, ServerMessage, close,
+    ClientMessage, ErrorCode, ParticipationStatus, Phase, RejectCode, SaveAnswer, ServerMessage,
+    close,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +32,8 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 /// Frames waiting to be written to the socket.
 const OUTGOING_QUEUE: usize = 1024;
+/// Answers waiting for the `PUT` lane (each up to 1 MiB).
+const LARGE_QUEUE: usize = 8;
 /// How often the OS is asked whether the network came back while there is none.
 const NETWORK_POLL: Duration = Duration::from_secs(1);
 
@@ -42,6 +47,9 @@ enum Ended {
     Invalidated(String),
     /// The connection is lost; try again.
     Lost(String),
+    /// The server is going away or restarting (close 1001 or 1012): try again, spread over
+    /// [`crate::backoff::RESTART_SPREAD`] so that a room does not come back at once.
+    Restarting(String),
 }
 
 /// Why a connection could not be opened.
@@ -60,6 +68,7 @@ pub(crate) async fn run(shared: Arc<Shared>, server: ServerUrl, token: Token) {
             let state = shared.lock();
             Duration::from_millis(state.heartbeat_ms * 3)
         };
+        let mut restarting = false;
         let failure = match connect(&server, &token, &shared.tls, silence).await {
             Ok((socket, rtt)) => {
                 let (ended, welcomed) = serve(&shared, socket, rtt).await;
@@ -72,11 +81,27 @@ pub(crate) async fn run(shared: Arc<Shared>, server: ServerUrl, token: Token) {
                         return;
                     }
                     Ended::Lost(detail) => detail,
+                    Ended::Restarting(detail) => {
+                        restarting = true;
+                        detail
+                    }
                 }
             }
             Err(Failure::Refused(code)) => {
-                shared.end_session(ended_reason(code)).await;
-                return;
+                // `session_invalidated` and `session_expired` are the server's word about this
+                // session. Anything else (`unauthenticated`, a 401 without the contract's body)
+                // may be a proxy, or a server restored from a backup for a moment: check first.
+                let api = shared.lock().session.as_ref().map(|a| a.api.clone());
+                let confirmed = match (code, api) {
+                    (Some(ErrorCode::SessionInvalidated | ErrorCode::SessionExpired), _)
+                    | (_, None) => true,
+                    (_, Some(api)) => confirm_refusal(|| api.me(&token.0), &CONFIRM_REFUSAL).await,
+                };
+                if confirmed {
+                    shared.end_session(ended_reason(code)).await;
+                    return;
+                }
+                "the server refused the sign-in once, but still knows it".to_owned()
             }
             Err(Failure::Transport(detail)) => detail,
         };
@@ -90,9 +115,50 @@ pub(crate) async fn run(shared: Arc<Shared>, server: ServerUrl, token: Token) {
             tracing::info!(state = ?new, detail = %failure, "not connected");
             shared.set_connection(&mut state, new, Some(failure));
         }
-        let delay = backoff.next_delay(&mut rand::rng());
+        let delay = if restarting {
+            crate::backoff::after_restart(&mut rand::rng())
+        } else {
+            backoff.next_delay(&mut rand::rng())
+        };
         wait(delay, offline, &server).await;
     }
+}
+
+/// When a refused reconnection (HTTP 401) is checked with `GET /api/me`: a 401 from a proxy, or
+/// from a server restored from a backup for a moment, must not end a session during an exam
+/// (signing in again would block the student). About a minute in all.
+pub(crate) const CONFIRM_REFUSAL: [Duration; 4] = [
+    Duration::ZERO,
+    Duration::from_secs(10),
+    Duration::from_secs(20),
+    Duration::from_secs(30),
+];
+
+/// Asks `me` after each wait of `schedule`; true (the session is over) only when every answer
+/// is a 401. A success, or an answer that says nothing about the session (the network, a
+/// 5xx), keeps the session: the connection loop goes on and a later refusal asks again.
+pub(crate) async fn confirm_refusal<F, Fut>(mut me: F, schedule: &[Duration]) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::Result<invigil_protocol::User>>,
+{
+    for wait in schedule {
+        tokio::time::sleep(*wait).await;
+        match me().await {
+            Err(Error::Server { code, .. }) if code.status() == 401 => {
+                tracing::info!("the server does not know the session");
+            }
+            Ok(_) => {
+                tracing::warn!("a reconnection was refused, but the session is alive");
+                return false;
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "the refused session could not be checked");
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Waits `delay` before the next attempt; while the OS has no network, stops waiting as soon as
@@ -194,6 +260,10 @@ enum Flow {
     /// The server's `HEARTBEAT`: answered at once (see [`serve`]).
     Heartbeat,
     EvaluationsChanged,
+    /// The snapshot after `WELCOME` is complete: read the server's answers, then send.
+    SnapshotEnded,
+    /// A save of this evaluation met `conflict`: read the server's answers of it again.
+    Conflict(String),
     Welcomed {
         heartbeat: Duration,
     },
@@ -203,13 +273,17 @@ enum Flow {
 /// Runs one open socket until it ends; returns why, and whether `WELCOME` was received.
 async fn serve(shared: &Arc<Shared>, socket: Socket, rtt: Duration) -> (Ended, bool) {
     let id = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::channel::<ClientMessage>(OUTGOING_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<String>(OUTGOING_QUEUE);
+    let (large, large_rx) = mpsc::channel::<Record>(LARGE_QUEUE);
+    let lane = tokio::spawn(put_lane(shared.clone(), id, large_rx));
     let mut heartbeat = {
         let mut state = shared.lock();
         state.link = Some(Link {
             id,
             tx,
+            large,
             inflight: Default::default(),
+            reconciled: false,
         });
         Duration::from_millis(state.heartbeat_ms)
     };
@@ -218,6 +292,13 @@ async fn serve(shared: &Arc<Shared>, socket: Socket, rtt: Duration) -> (Ended, b
     let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     let mut welcomed = false;
     let mut invalidation: Option<String> = None;
+    // The longest frame written on this socket, for a 1009 close (see below).
+    let mut longest = 0;
+    // Reads of the server's answers for this socket: after the snapshot, and one per evaluation
+    // where a save met a `conflict`.
+    let mut reconciling: Vec<tokio::task::AbortHandle> = Vec::new();
+    let mut conflicts: std::collections::HashMap<String, tokio::task::AbortHandle> =
+        Default::default();
 
     let ended = loop {
         tokio::select! {
@@ -252,6 +333,17 @@ async fn serve(shared: &Arc<Shared>, socket: Socket, rtt: Duration) -> (Ended, b
                                 }
                             }
                             Flow::EvaluationsChanged => shared.save_cache().await,
+                            Flow::SnapshotEnded => {
+                                let task = tokio::spawn(shared.clone().reconcile(id, None));
+                                reconciling.push(task.abort_handle());
+                                shared.save_cache().await;
+                            }
+                            Flow::Conflict(evaluation) => {
+                                if conflicts.get(&evaluation).is_none_or(|t| t.is_finished()) {
+                                    let task = tokio::spawn(shared.clone().reconcile(id, Some(evaluation.clone())));
+                                    conflicts.insert(evaluation, task.abort_handle());
+                                }
+                            }
                             Flow::Welcomed { heartbeat: h } => {
                                 welcomed = true;
                                 heartbeat = h;
@@ -267,20 +359,31 @@ async fn serve(shared: &Arc<Shared>, socket: Socket, rtt: Duration) -> (Ended, b
                     }
                     Some(Ok(Message::Close(frame))) => {
                         let code = frame.as_ref().map(|f| u16::from(f.code));
+                        if code == Some(close::MESSAGE_TOO_BIG) {
+                            // The server's limit is below ours: the frame that closed the socket
+                            // is never sent on a socket again (it goes by PUT), nor any as long.
+                            let mut state = shared.lock();
+                            state.frame_limit = state.frame_limit.min(longest.max(1));
+                            tracing::warn!(limit = state.frame_limit, "a frame was too large for the server; larger answers go by PUT");
+                        }
                         if code == Some(close::SESSION_INVALIDATED) {
                             break Ended::Invalidated(invalidation.take().unwrap_or_else(|| "session_invalidated".into()));
                         }
                         let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
-                        break Ended::Lost(match code {
+                        let detail = match code {
                             Some(code) => format!("the server closed the connection ({code} {reason})"),
                             None => "the server closed the connection".into(),
-                        });
+                        };
+                        if matches!(code, Some(close::GOING_AWAY | close::SERVICE_RESTART)) {
+                            break Ended::Restarting(detail);
+                        }
+                        break Ended::Lost(detail);
                     }
                     Some(Ok(_)) => {}
                 }
             }
-            Some(message) = rx.recv() => {
-                let text = serde_json::to_string(&message).expect("client messages serialize");
+            Some(text) = rx.recv() => {
+                longest = longest.max(text.len());
                 match tokio::time::timeout_at(heard, sink.send(Message::text(text))).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => break Ended::Lost(e.to_string()),
@@ -294,6 +397,10 @@ async fn serve(shared: &Arc<Shared>, socket: Socket, rtt: Duration) -> (Ended, b
             }
         }
     };
+    lane.abort();
+    for task in reconciling.into_iter().chain(conflicts.into_values()) {
+        task.abort();
+    }
     {
         let mut state = shared.lock();
         if state.link.as_ref().is_some_and(|l| l.id == id) {
@@ -307,6 +414,59 @@ async fn serve(shared: &Arc<Shared>, socket: Socket, rtt: Duration) -> (Ended, b
     }));
     let _ = tokio::time::timeout(Duration::from_millis(200), sink.send(close)).await;
     (ended, welcomed)
+}
+
+/// Saves answers too large for one frame with `PUT`, one at a time, while the socket `id`
+/// lasts; the outcome is taken in as the socket's `ANSWER_ACK` or `ANSWER_REJECTED` would be. A
+/// save that fails for another reason is sent again at the next heartbeat.
+async fn put_lane(shared: Arc<Shared>, id: u64, mut large: mpsc::Receiver<Record>) {
+    while let Some(record) = large.recv().await {
+        let Ok((api, token)) = shared.credentials() else {
+            return;
+        };
+        let save = SaveAnswer {
+            revision: record.revision,
+            content: record.content.clone(),
+        };
+        let result = api
+            .save_answer(&token.0, &record.evaluation_id, &record.question_id, &save)
+            .await;
+        let key = record.key();
+        let mut state = shared.lock();
+        if state.link.as_ref().is_none_or(|l| l.id != id) {
+            return;
+        }
+        match result {
+            Ok(ack) => shared.acknowledged(&mut state, key, ack.revision, ack.late),
+            Err(Error::Server { code, .. }) if refusal(code).is_some() => {
+                let code = refusal(code).expect("checked");
+                shared.rejected(&mut state, key, record.revision, code);
+                if code == RejectCode::Conflict {
+                    drop(state);
+                    tokio::spawn(shared.clone().reconcile(id, Some(record.evaluation_id)));
+                }
+            }
+            Err(e) => {
+                tracing::info!(error = %e, question = %record.question_id, "a large answer was not saved; trying again");
+                if let Some(link) = state.link.as_mut() {
+                    link.inflight.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// The socket's refusal code of an HTTP save's error, for the refusals that are about the save.
+fn refusal(code: ErrorCode) -> Option<RejectCode> {
+    match code {
+        ErrorCode::Blocked => Some(RejectCode::Blocked),
+        ErrorCode::NotParticipating => Some(RejectCode::NotParticipating),
+        ErrorCode::NotOnAccessList => Some(RejectCode::NotOnAccessList),
+        ErrorCode::NotFound => Some(RejectCode::NotFound),
+        ErrorCode::BadRequest | ErrorCode::PayloadTooLarge => Some(RejectCode::BadRequest),
+        ErrorCode::Conflict => Some(RejectCode::Conflict),
+        _ => None,
+    }
 }
 
 /// Sends a `HEARTBEAT`, then sends again the saves that could not be queued (or that the server
@@ -365,8 +525,8 @@ fn handle(
             shared.emit(Event::Clock {
                 server_now_ms: server_now_ms(state),
             });
-            // Every answer still waiting goes out once on the new socket.
-            shared.send_pending(state, None, true);
+            // Every answer still waiting goes out once on the new socket, after the snapshot and
+            // a read of the server's answers (Flow::SnapshotEnded).
             Flow::Welcomed {
                 heartbeat: Duration::from_millis(state.heartbeat_ms),
             }
@@ -408,7 +568,7 @@ fn handle(
             }
             shared.emit(Event::Evaluations(evaluation_views(state)));
             shared.wake_deadlines.notify_one();
-            Flow::EvaluationsChanged
+            Flow::SnapshotEnded
         }
         ServerMessage::SessionInvalidated { reason } => Flow::Invalidated(reason.as_str().into()),
         ServerMessage::AnswerAck {
@@ -426,8 +586,18 @@ fn handle(
             revision,
             code,
         } => {
-            shared.rejected(state, Key::new(evaluation_id, question_id), revision, code);
-            Flow::Continue
+            let conflict = code == invigil_protocol::RejectCode::Conflict;
+            shared.rejected(
+                state,
+                Key::new(evaluation_id.clone(), question_id),
+                revision,
+                code,
+            );
+            if conflict {
+                Flow::Conflict(evaluation_id)
+            } else {
+                Flow::Continue
+            }
         }
         ServerMessage::ParticipantUpdate { .. } => Flow::Continue,
         // The engine sends no integrity events yet (the desktop app's proctoring is its own
@@ -472,6 +642,76 @@ mod tests {
                 other => panic!("the client's socket ended: {other:?}"),
             }
         }
+    }
+
+    fn refused() -> crate::Result<User> {
+        Err(Error::Server {
+            code: ErrorCode::Unauthenticated,
+            message: "no".into(),
+            retry_after: None,
+        })
+    }
+
+    fn alice() -> User {
+        User {
+            id: "u1".into(),
+            username: "alice".into(),
+            display_name: "Alice".into(),
+            role: Role::Student,
+        }
+    }
+
+    /// The schedule of the tests: the real one's length, a millisecond each.
+    const QUICK: [Duration; CONFIRM_REFUSAL.len()] = [Duration::from_millis(1); 4];
+
+    #[test]
+    fn a_refusal_is_checked_over_a_minute() {
+        let total: Duration = CONFIRM_REFUSAL.iter().sum();
+        assert!(total >= Duration::from_secs(60), "{total:?}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_session_ends_only_when_every_check_is_a_401() {
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        let ended = confirm_refusal(
+            || {
+                asked.fetch_add(1, Ordering::Relaxed);
+                async { refused() }
+            },
+            &QUICK,
+        )
+        .await;
+
+        assert!(ended);
+        assert_eq!(asked.into_inner(), QUICK.len());
+    }
+
+    #[tokio::test]
+    async fn a_401_the_server_does_not_confirm_keeps_the_session() {
+        // A proxy's 401, then the server answers for the session: it goes on.
+        let answers = std::sync::Mutex::new(vec![Ok(alice()), refused()]);
+        let ended = confirm_refusal(
+            || {
+                let answer = answers.lock().unwrap().pop().unwrap();
+                async move { answer }
+            },
+            &QUICK,
+        )
+        .await;
+        assert!(!ended);
+
+        // The server cannot be reached to check: nothing is concluded either.
+        let ended = confirm_refusal(
+            || async {
+                Err(Error::Network {
+                    url: "http://exams".into(),
+                    detail: "refused".into(),
+                })
+            },
+            &QUICK,
+        )
+        .await;
+        assert!(!ended);
     }
 
     #[tokio::test]

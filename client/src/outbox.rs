@@ -63,6 +63,19 @@ pub struct Record {
     /// Why the server last refused this revision (not kept on disk: asked again on reconnect).
     #[serde(skip)]
     pub rejected: Option<RejectCode>,
+    /// Texts the server held for this question, from elsewhere (another install, a wiped data
+    /// folder), that this device's text was written above: kept for the student and the export.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub displaced: Vec<Displaced>,
+}
+
+/// A text the server held that this device's text replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Displaced {
+    /// The server's revision of it.
+    pub revision: u64,
+    /// The text.
+    pub content: String,
 }
 
 impl Record {
@@ -108,7 +121,7 @@ impl Outbox {
     /// so the record before them is the one that counts.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(Error::storage("create", &dir))?;
+        create_dir_durably(&dir)?;
         let mut records = BTreeMap::new();
         for evaluation in fs::read_dir(&dir).map_err(Error::storage("read", &dir))? {
             let evaluation = evaluation.map_err(Error::storage("read", &dir))?.path();
@@ -185,6 +198,7 @@ impl Outbox {
             server_revision: previous.map_or(0, |r| r.server_revision),
             edited_at: Timestamp::now(),
             rejected: None,
+            displaced: previous.map(|r| r.displaced.clone()).unwrap_or_default(),
         }
     }
 
@@ -199,9 +213,17 @@ impl Outbox {
             Some(existing) => {
                 let acked = existing.acked.max(record.acked);
                 let server_revision = existing.server_revision.max(record.server_revision);
+                // A text set aside while this one was being written is kept too.
+                let mut displaced = record.displaced;
+                for text in std::mem::take(&mut existing.displaced) {
+                    if !displaced.contains(&text) {
+                        displaced.push(text);
+                    }
+                }
                 *existing = Record {
                     acked,
                     server_revision,
+                    displaced,
                     ..record
                 };
             }
@@ -254,51 +276,110 @@ impl Outbox {
         }
     }
 
-    /// Takes in what the server holds for `evaluation_id` (`GET .../answers`). Returns the
-    /// records that changed and should be written back (not urgently: they are the server's).
+    /// Takes in everything the server holds for `evaluation_id` (`GET .../answers`, the whole
+    /// list: a question missing from it is one the server does not hold). Returns the records
+    /// that changed and should be written back.
     ///
-    /// A pending record is never replaced: what was typed here is sent again, renumbered above
-    /// the server's revision when the server already used its number for other content.
+    /// Nothing typed here is ever replaced or dropped:
+    ///
+    /// - a pending record whose revision the server holds with other text (or that the server
+    ///   passed with other text) keeps its text, which is written again above the server's
+    ///   revision ([`collides`](Self::collides)); the server's text is kept in
+    ///   [`Record::displaced`];
+    /// - a record the server acknowledged but no longer holds (restored from a backup, a replica
+    ///   promoted) becomes pending again, to be sent again.
     pub fn adopt_server_answers(&mut self, evaluation_id: &str, answers: &[Answer]) -> Vec<Record> {
         let mut changed = Vec::new();
+        let held: BTreeMap<&str, &Answer> = answers
+            .iter()
+            .map(|a| (a.question_id.as_str(), a))
+            .collect();
         for answer in answers {
             let key = Key::new(evaluation_id, &answer.question_id);
-            match self.records.get_mut(&key) {
-                None => {
-                    let record = Record {
-                        evaluation_id: evaluation_id.to_owned(),
-                        question_id: answer.question_id.clone(),
-                        revision: answer.revision,
-                        content: answer.content.clone(),
-                        acked: answer.revision,
-                        late: answer.late,
-                        server_revision: answer.revision,
-                        edited_at: answer.saved_at,
-                        rejected: None,
-                    };
-                    changed.push(record.clone());
-                    self.records.insert(key, record);
-                }
-                Some(record) => {
-                    record.server_revision = record.server_revision.max(answer.revision);
-                    if record.is_pending() {
-                        if answer.revision == record.revision && answer.content == record.content {
-                            // The acknowledgement was lost with the connection; the save was not.
-                            record.acked = answer.revision;
-                            record.late = answer.late;
-                            changed.push(record.clone());
+            if let std::collections::btree_map::Entry::Vacant(entry) = self.records.entry(key) {
+                let record = Record {
+                    evaluation_id: evaluation_id.to_owned(),
+                    question_id: answer.question_id.clone(),
+                    revision: answer.revision,
+                    content: answer.content.clone(),
+                    acked: answer.revision,
+                    late: answer.late,
+                    server_revision: answer.revision,
+                    edited_at: answer.saved_at,
+                    rejected: None,
+                    displaced: Vec::new(),
+                };
+                changed.push(record.clone());
+                entry.insert(record);
+            }
+        }
+        for record in self
+            .records
+            .values_mut()
+            .filter(|r| r.evaluation_id == evaluation_id)
+        {
+            let before = record.clone();
+            match held.get(record.question_id.as_str()) {
+                Some(answer) if answer.revision >= record.revision => {
+                    if answer.content == record.content {
+                        // Stored: the acknowledgement was lost with the connection, or another
+                        // device wrote the same text.
+                        record.revision = answer.revision;
+                        record.acked = answer.revision;
+                        record.late = answer.late;
+                        record.rejected = None;
+                    } else if record.is_pending() {
+                        // The server holds this revision, or a later one, with text this
+                        // device did not write: keep both.
+                        let text = Displaced {
+                            revision: answer.revision,
+                            content: answer.content.clone(),
+                        };
+                        if !record.displaced.contains(&text) {
+                            record.displaced.push(text);
                         }
-                    } else if answer.revision >= record.revision {
+                    } else {
+                        // A later revision from elsewhere, over one the server already held.
                         record.revision = answer.revision;
                         record.content = answer.content.clone();
                         record.acked = answer.revision;
                         record.late = answer.late;
-                        changed.push(record.clone());
                     }
+                    record.server_revision = answer.revision;
                 }
+                held_answer => {
+                    // The server holds an older revision, or none. Whatever it acknowledged above
+                    // that, it lost: send it again.
+                    let stored = held_answer.map_or(0, |a| a.revision);
+                    if record.acked > stored {
+                        tracing::warn!(
+                            question = %record.question_id,
+                            acknowledged = record.acked,
+                            stored,
+                            "the server no longer holds an acknowledged answer; sending it again"
+                        );
+                        record.acked = stored;
+                        record.late = held_answer.is_some_and(|a| a.late);
+                    }
+                    record.server_revision = stored;
+                }
+            }
+            if *record != before {
+                changed.push(record.clone());
             }
         }
         changed
+    }
+
+    /// Keeps `text`, which the server held and which typing on this device (not yet written)
+    /// will replace, beside the record of `key`.
+    pub fn keep_displaced(&mut self, key: &Key, text: Displaced) -> Option<Record> {
+        let record = self.records.get_mut(key)?;
+        if record.displaced.contains(&text) {
+            return None;
+        }
+        record.displaced.push(text);
+        Some(record.clone())
     }
 
     /// Whether the server used the revision of a pending record for other content, so that the
@@ -314,7 +395,7 @@ impl Outbox {
 /// the folder. Blocking: call it off the async threads.
 pub fn persist(dir: &Path, record: &Record) -> Result<()> {
     let folder = dir.join(encode_name(&record.evaluation_id));
-    fs::create_dir_all(&folder).map_err(Error::storage("create", &folder))?;
+    create_dir_durably(&folder)?;
     let path = folder.join(format!("{}.json", encode_name(&record.question_id)));
     let tmp = folder.join(format!("{}.json.tmp", encode_name(&record.question_id)));
     let bytes = serde_json::to_vec(record).expect("records serialize");
@@ -326,6 +407,28 @@ pub fn persist(dir: &Path, record: &Record) -> Result<()> {
     }
     fs::rename(&tmp, &path).map_err(Error::storage("rename", &path))?;
     sync_dir(&folder)?;
+    Ok(())
+}
+
+/// Creates `dir` and its missing parents, and makes each creation durable (`fsync` of the folder
+/// that holds it): a record renamed into a new folder is lost on a power cut if the folder's own
+/// entry never reached the disk.
+pub(crate) fn create_dir_durably(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(path) = at.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        missing.push(path);
+        at = path.parent();
+    }
+    fs::create_dir_all(dir).map_err(Error::storage("create", dir))?;
+    for created in missing {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
     Ok(())
 }
 
@@ -351,6 +454,45 @@ fn read_record(path: &Path) -> Result<Record> {
         path: path.to_owned(),
         detail: e.to_string(),
     })
+}
+
+/// The records in the outbox folder `dir`, read without changing anything there (for the
+/// answers another user or another server left on this computer). Damaged files are skipped.
+pub fn read_records(dir: &Path) -> Vec<Record> {
+    let mut records = Vec::new();
+    let Ok(evaluations) = fs::read_dir(dir) else {
+        return records;
+    };
+    for evaluation in evaluations.flatten() {
+        let Ok(files) = fs::read_dir(evaluation.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let path = file.path();
+            if path.extension().and_then(|e| e.to_str()) == Some("json")
+                && let Ok(record) = read_record(&path)
+            {
+                records.push(record);
+            }
+        }
+    }
+    records.sort_by_key(Record::key);
+    records
+}
+
+/// The id [`encode_name`] made `name` from, if it is one.
+pub fn decode_name(name: &str) -> Option<String> {
+    if name == "_" {
+        return Some(String::new());
+    }
+    if !name.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..name.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(name.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
 }
 
 /// A file name for any id: its UTF-8 bytes in lowercase hex.
@@ -489,9 +631,16 @@ mod tests {
                 answer("q2", 3, "other"),
             ],
         );
-        assert_eq!(changed.len(), 1);
+        assert_eq!(changed.len(), 2);
         assert_eq!(outbox.get(&key("q1")).unwrap().content, "typed here");
         assert!(outbox.collides(&key("q1")));
+        assert_eq!(
+            outbox.get(&key("q1")).unwrap().displaced,
+            [Displaced {
+                revision: 4,
+                content: "from another device".into()
+            }]
+        );
         assert_eq!(outbox.next_revision(&key("q1")), 5);
         let q2 = outbox.get(&key("q2")).unwrap();
         assert_eq!(
@@ -517,6 +666,70 @@ mod tests {
             }],
         );
         assert_eq!(outbox.pending_count(), 0);
+    }
+
+    fn server_answer(q: &str, revision: u64, content: &str) -> Answer {
+        Answer {
+            question_id: q.into(),
+            revision,
+            content: content.into(),
+            saved_at: Timestamp::now(),
+            late: false,
+            on_time: None,
+        }
+    }
+
+    #[test]
+    fn the_same_revision_with_other_text_on_the_server_keeps_both_texts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        // A wiped data folder numbers from 1 again; the server holds 1 from before.
+        write(&mut outbox, &key("q1"), "typed after the wipe");
+        outbox.reject(&key("q1"), 1, RejectCode::Conflict);
+
+        outbox.adopt_server_answers("e1", &[server_answer("q1", 1, "typed before")]);
+
+        let record = outbox.get(&key("q1")).unwrap();
+        assert_eq!(record.content, "typed after the wipe");
+        assert!(record.is_pending());
+        assert!(outbox.collides(&key("q1")));
+        assert_eq!(outbox.next_revision(&key("q1")), 2);
+        assert_eq!(record.displaced[0].content, "typed before");
+        // Written again above the server, the other text goes with it.
+        let again = outbox.stage(&key("q1"), record.content.clone());
+        assert_eq!((again.revision, again.displaced.len()), (2, 1));
+    }
+
+    #[test]
+    fn an_acknowledged_answer_the_server_no_longer_holds_is_pending_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        write(&mut outbox, &key("q1"), "a");
+        write(&mut outbox, &key("q1"), "ab");
+        write(&mut outbox, &key("q2"), "other");
+        outbox.acknowledge(&key("q1"), 2, false);
+        outbox.acknowledge(&key("q2"), 1, false);
+        assert_eq!(outbox.pending_count(), 0);
+
+        // Restored from a backup taken between the two saves of q1, before q2.
+        let changed = outbox.adopt_server_answers("e1", &[server_answer("q1", 1, "a")]);
+
+        assert_eq!(changed.len(), 2);
+        let q1 = outbox.get(&key("q1")).unwrap();
+        assert_eq!((q1.revision, q1.acked, q1.content.as_str()), (2, 1, "ab"));
+        assert!(!outbox.collides(&key("q1")));
+        let q2 = outbox.get(&key("q2")).unwrap();
+        assert_eq!((q2.acked, q2.is_pending()), (0, true));
+        assert_eq!(outbox.pending_count(), 2);
+    }
+
+    #[test]
+    fn names_decode_to_the_ids_they_were_made_from() {
+        for id in ["q1", "", "../x", "é/ü", "http://127.0.0.1:8080"] {
+            assert_eq!(decode_name(&encode_name(id)).as_deref(), Some(id));
+        }
+        assert_eq!(decode_name("zz"), None);
+        assert_eq!(decode_name("abc"), None);
     }
 
     #[test]

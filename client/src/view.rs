@@ -118,6 +118,10 @@ pub struct AnswerView {
     pub late: bool,
     /// Why the server refused it the last time (it stays waiting).
     pub rejected: Option<RejectCode>,
+    /// How many texts the server held from elsewhere (another install, a wiped data folder)
+    /// that this answer was written above; each is kept, in [`ExamContent::displaced`] and
+    /// the export. The student is told.
+    pub displaced: usize,
 }
 
 /// A question as shown.
@@ -200,8 +204,12 @@ pub struct Overview {
     /// Whether that estimate comes from the server (false: this computer's clock, until the
     /// first connection).
     pub clock_synced: bool,
-    /// The last failure to write to this computer's disk, if writing still fails.
+    /// Why this computer's disk refuses answers, while any answer is held only in memory
+    /// (it is still sent to the server); never a path.
     pub storage_problem: Option<String>,
+    /// Answers that exist only in this app's memory: the disk refused them and the server has
+    /// not acknowledged them. Signing out or in is refused while there are any.
+    pub only_in_memory: usize,
 }
 
 /// An exam opened for answering: its view and the content of each answer on this computer.
@@ -212,6 +220,22 @@ pub struct ExamContent {
     pub evaluation: EvaluationView,
     /// The latest content of each answered question, by question id.
     pub answers: BTreeMap<String, String>,
+    /// The texts the server held from elsewhere that an answer was written above, by question
+    /// id (see [`AnswerView::displaced`]).
+    pub displaced: BTreeMap<String, Vec<crate::outbox::Displaced>>,
+}
+
+/// Answers waiting on this computer for one user of one server (any user: the sign-in screen
+/// lists those another user, or another server, left behind).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitingView {
+    /// The server they are for.
+    pub server_url: String,
+    /// The student who wrote them.
+    pub username: String,
+    /// How many answers wait.
+    pub answers: usize,
 }
 
 /// What [`crate::Engine::export`] wrote.

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -169,6 +169,31 @@ impl Server {
         self.child = Some(child);
     }
 
+    /// Stops the server and copies its database aside as `name`, then starts it again: a backup
+    /// taken now, for [`restore`](Self::restore).
+    pub async fn back_up(&mut self, name: &str) {
+        self.kill().await;
+        let backup = self.dir.path().join(name);
+        std::fs::create_dir_all(&backup).unwrap();
+        for file in database_files(self.dir.path()) {
+            std::fs::copy(&file, backup.join(file.file_name().unwrap())).unwrap();
+        }
+        self.restart().await;
+    }
+
+    /// Stops the server, puts back the database backed up as `name` (whatever was stored since
+    /// is gone, as after a restore from a backup), and starts it again.
+    pub async fn restore(&mut self, name: &str) {
+        self.kill().await;
+        for file in database_files(self.dir.path()) {
+            std::fs::remove_file(file).unwrap();
+        }
+        for file in database_files(&self.dir.path().join(name)) {
+            std::fs::copy(&file, self.dir.path().join(file.file_name().unwrap())).unwrap();
+        }
+        self.restart().await;
+    }
+
     /// The server's log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
@@ -181,6 +206,15 @@ impl Drop for Server {
             let _ = child.start_kill();
         }
     }
+}
+
+/// The SQLite database and its journal files in `dir`.
+fn database_files(dir: &Path) -> Vec<PathBuf> {
+    ["invigil.db", "invigil.db-wal", "invigil.db-shm"]
+        .iter()
+        .map(|name| dir.join(name))
+        .filter(|path| path.exists())
+        .collect()
 }
 
 impl Server {
@@ -265,6 +299,37 @@ pub struct Proxy {
     /// Where the students connect.
     pub addr: SocketAddr,
     mode: watch::Sender<Network>,
+    cuts: Arc<Mutex<Option<RequestCut>>>,
+}
+
+/// HTTP requests the proxy cuts: their connection is closed as the request passes.
+#[derive(Debug, Clone)]
+struct RequestCut {
+    method: String,
+    path_ends_with: String,
+    left: usize,
+}
+
+impl RequestCut {
+    /// Whether `chunk`, bytes from the client, starts a request to cut (and counts it).
+    fn cuts(cut: &Mutex<Option<RequestCut>>, chunk: &[u8]) -> bool {
+        let mut cut = cut.lock().unwrap();
+        let Some(rule) = cut.as_mut().filter(|r| r.left > 0) else {
+            return false;
+        };
+        let line = chunk.split(|b| *b == b'\r').next().unwrap_or_default();
+        let line = String::from_utf8_lossy(line);
+        let mut parts = line.split(' ');
+        let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+            return false;
+        };
+        let path = target.split('?').next().unwrap_or_default();
+        if method != rule.method || !path.ends_with(&rule.path_ends_with) {
+            return false;
+        }
+        rule.left -= 1;
+        true
+    }
 }
 
 impl Proxy {
@@ -274,6 +339,8 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let (mode, _) = watch::channel(Network::Up);
         let modes = mode.clone();
+        let cuts: Arc<Mutex<Option<RequestCut>>> = Arc::default();
+        let cutting = cuts.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let mut watch = modes.subscribe();
@@ -281,15 +348,31 @@ impl Proxy {
                     drop(client);
                     continue;
                 }
+                let cuts = cutting.clone();
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(target).await else {
                         return;
                     };
-                    pipe(client, server, &mut watch).await;
+                    pipe(client, server, &mut watch, &cuts).await;
                 });
             }
         });
-        Self { addr, mode }
+        Self { addr, mode, cuts }
+    }
+
+    /// Cuts the connection of each of the next `times` HTTP requests `method` whose path ends
+    /// with `path_ends_with` (a failed or timed-out read, say), and lets everything else pass.
+    pub fn cut_requests(&self, method: &str, path_ends_with: &str, times: usize) {
+        *self.cuts.lock().unwrap() = Some(RequestCut {
+            method: method.to_owned(),
+            path_ends_with: path_ends_with.to_owned(),
+            left: times,
+        });
+    }
+
+    /// How many of the requests [`cut_requests`](Self::cut_requests) named are still to be cut.
+    pub fn requests_left_to_cut(&self) -> usize {
+        self.cuts.lock().unwrap().as_ref().map_or(0, |r| r.left)
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -303,7 +386,12 @@ impl Proxy {
     }
 }
 
-async fn pipe(client: TcpStream, server: TcpStream, mode: &mut watch::Receiver<Network>) {
+async fn pipe(
+    client: TcpStream,
+    server: TcpStream,
+    mode: &mut watch::Receiver<Network>,
+    cuts: &Mutex<Option<RequestCut>>,
+) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let mut up = [0u8; 16 * 1024];
@@ -325,6 +413,7 @@ async fn pipe(client: TcpStream, server: TcpStream, mode: &mut watch::Receiver<N
             _ = mode.changed() => continue,
             n = client_read.read(&mut up) => match n {
                 Ok(0) | Err(_) => return,
+                Ok(n) if RequestCut::cuts(cuts, &up[..n]) => return,
                 Ok(n) => if server_write.write_all(&up[..n]).await.is_err() { return },
             },
             n = server_read.read(&mut down) => match n {

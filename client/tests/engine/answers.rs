@@ -239,3 +239,50 @@ async fn editing_locks_when_ends_at_passes_by_the_servers_clock() {
         .await;
     assert!(closed.server_now_ms >= ends.unix_ms());
 }
+
+#[tokio::test]
+async fn an_answer_too_large_for_one_frame_is_stored_and_the_answers_after_it_keep_flowing() {
+    // Invariant (chaos, "oversized answer"): no answer is resent forever on sockets the server
+    // closes with 1009; the large one is stored and every answer after it arrives.
+    let server = Server::start(5000).await;
+    let (prof, id) = running_exam(&server, &["alice"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut alice = sitting(&server.url(), dir.path(), "alice", &id).await;
+    alice.take_seen();
+
+    // Within the content limit, but JSON escaping doubles it past the 1 MiB frame limit.
+    let large = "\"\\".repeat(invigil_client::engine::MAX_ANSWER_BYTES / 2);
+    assert!(large.len() <= invigil_client::engine::MAX_ANSWER_BYTES);
+    alice.engine.edit(&id, "q1", large.clone()).unwrap();
+    alice
+        .until("q1 written", |o| {
+            answer_state(o, &id, "q1").is_some_and(|s| s != AnswerState::Editing)
+        })
+        .await;
+    alice
+        .engine
+        .edit(&id, "q2", "after the large one".into())
+        .unwrap();
+    alice
+        .until("both saved", |o| {
+            o.pending == 0
+                && answer_state(o, &id, "q1") == Some(AnswerState::Saved)
+                && answer_state(o, &id, "q2") == Some(AnswerState::Saved)
+        })
+        .await;
+
+    let dropped: Vec<_> = alice
+        .take_seen()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Connection(c) if c.state != ConnectionState::Online))
+        .collect();
+    assert!(dropped.is_empty(), "the socket was closed: {dropped:?}");
+    let stored: BTreeMap<String, String> = prof
+        .answers(&id, "alice")
+        .await
+        .into_iter()
+        .map(|a| (a.question_id, a.content))
+        .collect();
+    assert!(stored["q1"] == large, "q1 is stored exactly");
+    assert_eq!(stored["q2"], "after the large one");
+}

@@ -168,3 +168,29 @@ pub fn outbox_dir(data_dir: &Path, server_url: &str, username: &str) -> PathBuf 
         .join(invigil_client::outbox::encode_name(username))
         .join("answers")
 }
+
+/// A running evaluation open to `students` (each created) on `server`: its professor and id.
+pub async fn running_exam(server: &Server, students: &[&str]) -> (Staff, String) {
+    let admin = Staff::admin(server).await;
+    let prof = admin.professor("prof").await;
+    for student in students {
+        admin.create_user(student, "student").await;
+    }
+    let evaluation = prof.running(students).await;
+    (prof, evaluation.id)
+}
+
+/// A student's app on `data_dir`, signed in to `server_url`, joined to `evaluation` and online.
+pub async fn sitting(
+    server_url: &str,
+    data_dir: &Path,
+    username: &str,
+    evaluation: &str,
+) -> Student {
+    let mut student = Student::start(server_url, data_dir, mock_vault()).await;
+    student.sign_in(username).await;
+    student.until_evaluation(evaluation).await;
+    student.engine.join(evaluation).await.unwrap();
+    student.until_connection(ConnectionState::Online).await;
+    student
+}

@@ -7,7 +7,10 @@
 mod harness;
 
 mod answers;
+mod chaos;
 mod connection;
 mod crash;
+mod disk;
+mod reconcile;
 mod sessions;
 mod tls;

@@ -26,10 +26,17 @@ async fn restarting_the_app_resumes_the_same_session_instead_of_signing_in_again
     };
 
     let mut alice = Student::start(&server.url(), dir.path(), vault).await;
-    let online = alice.until_connection(ConnectionState::Online).await;
+    // Online, and the snapshot read (the cache of the first run may predate the join).
+    alice
+        .until("online with the exam open", |o| {
+            o.connection.state == ConnectionState::Online
+                && o.evaluations
+                    .first()
+                    .is_some_and(|e| e.exam == ExamState::Open)
+        })
+        .await;
 
     assert_eq!(alice.engine.session_id(), Some(session));
-    assert_eq!(online.evaluations[0].exam, ExamState::Open);
     let audit = prof.audit(&evaluation.id).await;
     assert!(
         !audit.iter().any(|e| e.kind == AuditKind::Blocked),
@@ -239,4 +246,44 @@ async fn after_session_invalidated_pending_answers_stay_on_disk_and_reach_the_se
             ("q2".to_owned(), "fn search() {}".to_owned())
         ]
     );
+}
+
+#[tokio::test]
+async fn answers_a_student_left_waiting_stay_listed_and_exportable_after_someone_else_signs_in() {
+    let server = Server::start(5000).await;
+    let proxy = Proxy::start(server.addr).await;
+    let (_prof, id) = running_exam(&server, &["alice", "bob"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = sitting(&proxy.url(), dir.path(), "alice", &id).await;
+    proxy.set(Network::Cut);
+    app.until_connection(ConnectionState::Unreachable).await;
+    app.engine.edit(&id, "q1", "alice's answer".into()).unwrap();
+    app.until_answer(&id, "q1", AnswerState::Waiting).await;
+    app.engine.sign_out().await.unwrap();
+
+    proxy.set(Network::Up);
+    app.sign_in("bob").await;
+    let waiting = app.engine.waiting_on_this_computer().await.unwrap();
+
+    let url = invigil_client::ServerUrl::parse(&proxy.url())
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        waiting,
+        [invigil_client::view::WaitingView {
+            server_url: url.clone(),
+            username: "alice".into(),
+            answers: 1
+        }]
+    );
+    let file = dir.path().join("alice.json");
+    let summary = app
+        .engine
+        .export_waiting(&url, "alice", &file)
+        .await
+        .unwrap();
+    assert_eq!(summary.answers, 1);
+    let exported = export::read(&file).unwrap();
+    assert_eq!(exported.username, "alice");
+    assert_eq!(exported.answers[0].content, "alice's answer");
 }
