@@ -54,13 +54,13 @@ pub(crate) fn certificate_problem(error: &(dyn std::error::Error + 'static)) -> 
         if let Some(detail) = rustls_certificate_error(e) {
             return Some(detail);
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && let Some(detail) = rustls_certificate_error(inner)
-        {
-            return Some(detail);
-        }
-        next = e.source();
+        // An I/O error's `source()` skips its payload, which may be another I/O error.
+        next = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     None
 }

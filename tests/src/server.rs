@@ -497,7 +497,7 @@ impl Staff {
     /// Creates a professor and signs them in.
     pub async fn professor(&self, username: &str) -> Staff {
         self.create_user(username, "professor").await;
-        Staff::login(&self.base, username, PASSWORD).await
+        Staff::login_with(self.http.clone(), &self.base, username, PASSWORD).await
     }
 
     /// An evaluation (text, code and choice questions `q1`–`q3`) with these students, running.
