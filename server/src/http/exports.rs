@@ -6,6 +6,7 @@ use super::evaluations::owned;
 use super::{ApiBytes, Routes};
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::domain::OverrideReason;
 use crate::error::{Error, Result};
 use crate::files::{self, AuditFilter};
 use axum::Json;
@@ -14,6 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use invigil_protocol::ImportReport;
+use serde::Deserialize;
 
 /// The routes of this module.
 pub fn routes() -> Routes {
@@ -92,15 +94,36 @@ async fn audit_csv(
     )
 }
 
+/// The query of an import: `override`, the reason for importing although the student is blocked
+/// or has handed in.
+#[derive(Debug, Deserialize)]
+struct ImportQuery {
+    #[serde(rename = "override")]
+    overriding: Option<String>,
+}
+
 #[tracing::instrument(skip_all, fields(evaluation_id = %id, bytes = body.len()))]
 async fn import_answers(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    query: std::result::Result<Query<ImportQuery>, QueryRejection>,
     ApiBytes(body): ApiBytes,
 ) -> Result<Json<ImportReport>> {
     owned(&state, &caller, &id).await?;
-    let (import, mut skipped) = files::parse_device_export(&body, &id)?;
+    let Query(query) = query.map_err(|e| {
+        Error::bad_request(format!(
+            "The query is not valid ({}): the only parameter is `override`, a reason.",
+            e.body_text()
+        ))
+    })?;
+    let overriding = query
+        .overriding
+        .as_deref()
+        .map(OverrideReason::parse)
+        .transpose()?;
+    let (mut import, mut skipped) = files::parse_device_export(&body, &id)?;
+    import.overriding = overriding;
     let mut report = state
         .store
         .import_answers(&id, import, caller.user())
