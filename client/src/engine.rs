@@ -134,6 +134,10 @@ pub(crate) struct Link {
     pub(crate) inflight: HashMap<Key, u64>,
 }
 
+/// The reason a resumed session is ended when its server is refused as insecure
+/// ([`ServerUrl::check_secure`]); the same name as the error's kind.
+pub const INSECURE_SERVER: &str = "insecure_server";
+
 /// `session.json`: who was signed in on which server (never the token).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SessionNote {
@@ -260,10 +264,30 @@ impl Engine {
                 None => state.server_url.clone(),
             }
         };
+        // Before the password goes anywhere.
+        url.check_secure(shared.config.allow_insecure)?;
         // Typing of the previous session goes to its own outbox first.
         shared.write_pass(true).await;
         let api = Api::new(url.clone());
-        let login = api.login(username, password, &shared.config.device).await?;
+        // A busy server (503 `server_busy`) is asked again after its `Retry-After` with jitter,
+        // with the same username and password: the student never types them again.
+        let login = loop {
+            match api.login(username, password, &shared.config.device).await {
+                Err(Error::Server {
+                    code: ErrorCode::ServerBusy,
+                    retry_after,
+                    ..
+                }) => {
+                    let delay = crate::backoff::busy_delay(retry_after, &mut rand::rng());
+                    tracing::info!(?delay, "the server is busy; signing in again");
+                    shared.emit(Event::SignInBusy {
+                        retry_in_secs: delay.as_secs_f64().ceil() as u64,
+                    });
+                    tokio::time::sleep(delay).await;
+                }
+                other => break other?,
+            }
+        };
         if login.user.role != Role::Student {
             let _ = api.logout(&login.token).await;
             return Err(Error::NotAStudent {
@@ -505,9 +529,10 @@ impl Engine {
         Ok(self.shared.update_participation(participation))
     }
 
-    /// Writes every answer not acknowledged by the server to `path`, in the format of
-    /// `docs/PROTOCOL.md`, for the professor to import.
-    pub async fn export(&self, path: &Path) -> Result<ExportSummary> {
+    /// Writes every answer not acknowledged by the server to a new file in `folder`, in the
+    /// format of `docs/PROTOCOL.md`, for the professor to import. The file's name is
+    /// [`export::file_name`] (only `[A-Za-z0-9._-]`) and it is written only inside `folder`.
+    pub async fn export(&self, folder: &Path) -> Result<ExportSummary> {
         self.flush().await;
         let export = {
             let state = self.shared.lock();
@@ -534,7 +559,11 @@ impl Engine {
             }
         };
         let count = export.answers.len();
-        let target = path.to_owned();
+        let path = export::path_in(
+            folder,
+            &export::file_name(&export.username, export.exported_at),
+        )?;
+        let target = path.clone();
         blocking(move || export::write(&target, &export)).await?;
         Ok(ExportSummary {
             path: path.display().to_string(),
@@ -632,8 +661,14 @@ impl Shared {
             Ok(token) => (token, None),
             Err(e) => (None, Some(e.to_string())),
         };
+        // A session on a server this run may not use (a plain `http://` one on the network, now
+        // that INVIGIL_ALLOW_INSECURE is not set) is not resumed: its token stays in the vault
+        // for a run that may, and nothing is sent to the server.
+        let insecure = url.check_secure(self.config.allow_insecure).is_err();
+        let token = token.filter(|_| !insecure);
         let ended = match (&note.ended, &token) {
             (Some(reason), _) => Some(reason.clone()),
+            (None, _) if insecure => Some(INSECURE_SERVER.to_owned()),
             (None, None) => Some("sign_in_forgotten".to_owned()),
             (None, Some(_)) => None,
         };

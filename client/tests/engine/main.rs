@@ -10,3 +10,4 @@ mod answers;
 mod connection;
 mod crash;
 mod sessions;
+mod sign_in;
