@@ -77,6 +77,8 @@ const ENDED = {
   session_expired: "Your session expired.",
   unauthenticated: "The server no longer knows this session.",
   sign_in_forgotten: "This computer could not keep your sign-in after the app was closed.",
+  insecure_server:
+    "The server's address starts with http:// and is not on this computer: the app no longer uses it, because your answers would cross the network unencrypted. Sign in with the server's https:// address; your answers are kept on this computer.",
 };
 
 const EXAM_LOCK = {
@@ -125,10 +127,12 @@ function signInMessage(error, serverUrl) {
     case "network":
       return `Cannot reach the exam server at ${serverUrl}. Check the server address and this computer's network.`;
     case "invalid_server_url":
-      return "That server address is not valid: it looks like http://exams.example.org:8080.";
+      return "That server address is not valid: it looks like https://exams.example.org.";
     case "untrusted_certificate":
       // The engine's sentence says what is wrong and what to ask the school for.
       return error.message;
+    case "insecure_server":
+      return `The app will not use ${serverUrl}: it starts with http:// and is not on this computer, so your password and answers would cross the network unencrypted, where others could read or change them. Use the server's https:// address. If your school runs its exam server without encryption on purpose, the computer must be set up for it (INVIGIL_ALLOW_INSECURE=1).`;
     case "not_a_student":
       return "This app is for students. Professors and administrators use the console in a browser.";
     case "already_signed_in":
@@ -448,6 +452,31 @@ async function refresh() {
   render();
 }
 
+// The server answered 503 `server_busy`: the engine signs in again by itself (same username and
+// password) after the wait it announced; this counts it down.
+let busyTimer = null;
+
+function showBusy(seconds) {
+  clearInterval(busyTimer);
+  const el = $("sign-in-busy");
+  let left = seconds;
+  const draw = () => {
+    el.textContent = `The server is busy, trying again in ${left} s. There is nothing to type again: you will be signed in as soon as it has room.`;
+  };
+  draw();
+  el.hidden = false;
+  busyTimer = setInterval(() => {
+    left = Math.max(0, left - 1);
+    draw();
+  }, 1000);
+}
+
+function hideBusy() {
+  clearInterval(busyTimer);
+  busyTimer = null;
+  $("sign-in-busy").hidden = true;
+}
+
 async function signIn(ev) {
   ev.preventDefault();
   if (state.signingIn) return;
@@ -473,10 +502,11 @@ async function signIn(ev) {
   } catch (e) {
     error.textContent = signInMessage(e, serverUrl ?? state.overview?.session.serverUrl);
     error.hidden = false;
-    if (e.kind === "network") $("server-details").open = true;
+    if (e.kind === "network" || e.kind === "insecure_server") $("server-details").open = true;
     $("login-password").select();
     $("login-password").focus();
   } finally {
+    hideBusy();
     state.signingIn = false;
     $("sign-in-button").disabled = false;
     $("sign-in-button").textContent = "Sign in";
@@ -609,6 +639,10 @@ function onEngineEvent({ seq, type, data }) {
   const o = state.overview;
   if (seq <= state.lastSeq) return;
   state.lastSeq = seq;
+  if (type === "sign_in_busy") {
+    if (state.signingIn) showBusy(data.retryInSecs);
+    return;
+  }
   if (!o) return;
   switch (type) {
     case "session":

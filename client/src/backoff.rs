@@ -73,11 +73,46 @@ impl Backoff {
     }
 }
 
+/// The longest `Retry-After` of a busy server that is honoured as it is; a longer one is waited
+/// this long (the student is waiting at the sign-in screen).
+pub const BUSY_MAX: Duration = Duration::from_secs(60);
+
+/// The wait before signing in again after 503 `server_busy`: the server's `Retry-After` (1 s when
+/// it gives none, at most [`BUSY_MAX`]) plus a uniform jitter of up to half of it, and at least up
+/// to 1 s, so that a room of students refused together does not come back together.
+pub fn busy_delay(retry_after_secs: Option<u64>, rng: &mut impl Rng) -> Duration {
+    let wait = Duration::from_secs(retry_after_secs.unwrap_or(1)).min(BUSY_MAX);
+    let spread = (wait / 2).max(Duration::from_secs(1));
+    let millis = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX);
+    wait + Duration::from_millis(rng.random_range(0..=millis))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+
+    #[test]
+    fn a_busy_server_is_asked_again_after_its_retry_after_plus_jitter() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let delays: Vec<Duration> = (0..1000).map(|_| busy_delay(Some(4), &mut rng)).collect();
+        assert!(delays.iter().all(|d| *d >= Duration::from_secs(4)));
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(6)));
+        // Spread: not all at once.
+        let early = delays
+            .iter()
+            .filter(|d| **d < Duration::from_secs(5))
+            .count();
+        assert!(
+            (300..700).contains(&early),
+            "{early} of 1000 in the first half"
+        );
+        let none = busy_delay(None, &mut rng);
+        assert!(none >= Duration::from_secs(1) && none <= Duration::from_secs(2));
+        let huge = busy_delay(Some(u64::MAX), &mut rng);
+        assert!(huge >= BUSY_MAX && huge <= BUSY_MAX + BUSY_MAX / 2);
+    }
 
     #[test]
     fn the_ceiling_doubles_from_half_a_second_to_ten_seconds() {

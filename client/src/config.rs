@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 /// The server used when `INVIGIL_SERVER_URL` is not set.
 pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:8080";
 
+/// Set to `1`, lets the app use a plain `http://` server that is not on this computer.
+pub const ALLOW_INSECURE_ENV: &str = "INVIGIL_ALLOW_INSECURE";
+
 /// A server's base URL, `http(s)://host[:port][/prefix]`, without a trailing slash.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ServerUrl(Url);
@@ -63,6 +66,21 @@ impl ServerUrl {
         }
     }
 
+    /// Whether the password, the token and the answers would cross the network unencrypted:
+    /// `http://` to a server that is not on this computer (loopback `http` stays allowed).
+    pub fn is_insecure(&self) -> bool {
+        self.0.scheme() == "http" && !self.is_loopback()
+    }
+
+    /// Refuses an [insecure](Self::is_insecure) server unless `allow_insecure`
+    /// ([`ALLOW_INSECURE_ENV`]).
+    pub fn check_secure(&self, allow_insecure: bool) -> Result<()> {
+        if self.is_insecure() && !allow_insecure {
+            return Err(Error::InsecureServer(self.as_str().to_owned()));
+        }
+        Ok(())
+    }
+
     /// A file-name-safe key naming this server in the data folder.
     pub fn storage_key(&self) -> String {
         crate::outbox::encode_name(self.as_str())
@@ -92,6 +110,9 @@ pub struct ClientConfig {
     pub device: String,
     /// A school's own certificate authority (PEM), trusted besides the platform's.
     pub ca_file: Option<PathBuf>,
+    /// Whether a plain `http://` server that is not on this computer may be used
+    /// (`INVIGIL_ALLOW_INSECURE=1`); never by default.
+    pub allow_insecure: bool,
 }
 
 impl ClientConfig {
@@ -102,11 +123,13 @@ impl ClientConfig {
             data_dir: data_dir.into(),
             device: device_name(),
             ca_file: None,
+            allow_insecure: false,
         }
     }
 
     /// Reads `INVIGIL_SERVER_URL` (default [`DEFAULT_SERVER_URL`]), `INVIGIL_DATA_DIR` (default
-    /// `default_data_dir`, the platform's app-data folder) and `INVIGIL_CA_FILE` (none).
+    /// `default_data_dir`, the platform's app-data folder), `INVIGIL_CA_FILE` (none) and
+    /// `INVIGIL_ALLOW_INSECURE` (`1` allows a plain `http://` server on the network).
     pub fn from_env(default_data_dir: &Path) -> Result<Self> {
         let url = std::env::var("INVIGIL_SERVER_URL")
             .ok()
@@ -120,6 +143,7 @@ impl ClientConfig {
         config.ca_file = std::env::var_os("INVIGIL_CA_FILE")
             .filter(|f| !f.is_empty())
             .map(PathBuf::from);
+        config.allow_insecure = std::env::var(ALLOW_INSECURE_ENV).is_ok_and(|v| v.trim() == "1");
         Ok(config)
     }
 }
@@ -172,5 +196,40 @@ mod tests {
         );
         assert!(ServerUrl::parse("http://[::1]:1").unwrap().is_loopback());
         assert!(!ServerUrl::parse("http://10.0.0.1").unwrap().is_loopback());
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_this_computer_unless_allowed() {
+        for allowed in [
+            "https://exams.example.org",
+            "https://10.0.0.1:8443",
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3",
+            "http://[::1]:8080",
+            "http://localhost:8080",
+            "http://LOCALHOST",
+        ] {
+            let url = ServerUrl::parse(allowed).unwrap();
+            assert!(!url.is_insecure(), "{allowed}");
+            assert!(url.check_secure(false).is_ok(), "{allowed}");
+        }
+        for refused in [
+            "http://exams.example.org",
+            "http://10.0.0.1:8080",
+            "http://[fe80::1]",
+            "http://128.0.0.1",
+            "http://localhost.example.org",
+        ] {
+            let url = ServerUrl::parse(refused).unwrap();
+            assert!(url.is_insecure(), "{refused}");
+            match url.check_secure(false) {
+                Err(e @ Error::InsecureServer(_)) => {
+                    assert_eq!(e.kind(), "insecure_server");
+                    assert!(e.to_string().contains("INVIGIL_ALLOW_INSECURE=1"), "{e}");
+                }
+                other => panic!("{refused}: {other:?}"),
+            }
+            assert!(url.check_secure(true).is_ok(), "{refused}");
+        }
     }
 }

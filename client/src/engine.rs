@@ -20,7 +20,7 @@ use crate::show::*;
 use crate::state::{Active, Draft, Shared, State, Token, blocking, connection, server_now_ms};
 use crate::vault::Vault;
 use crate::view::*;
-use invigil_protocol::{Participation, Role, Timestamp};
+use invigil_protocol::{ErrorCode, Participation, Role, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
@@ -30,6 +30,10 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 pub use crate::state::{DEFAULT_HEARTBEAT_MS, FLUSH_DELAY, MAX_ANSWER_BYTES};
+
+/// The reason a resumed session is ended when its server is refused as insecure
+/// ([`ServerUrl::check_secure`]); the same name as the error's kind.
+pub const INSECURE_SERVER: &str = "insecure_server";
 
 /// The exam engine of one desktop app. Dropping it stops its tasks and writes any typing still
 /// in memory to disk.
@@ -171,6 +175,8 @@ impl Engine {
                 None => state.server_url.clone(),
             }
         };
+        // Before the password goes anywhere.
+        url.check_secure(shared.config.allow_insecure)?;
         // Typing of the previous session goes to its own outbox first; what its disk refused
         // stays tied to it: no other sign-in while it exists only in memory.
         shared.write_pass(true).await;
@@ -188,7 +194,25 @@ impl Engine {
             }
         }
         let api = Api::new(url.clone(), &shared.tls);
-        let login = api.login(username, password, &shared.config.device).await?;
+        // A busy server (503 `server_busy`) is asked again after its `Retry-After` with jitter,
+        // with the same username and password: the student never types them again.
+        let login = loop {
+            match api.login(username, password, &shared.config.device).await {
+                Err(Error::Server {
+                    code: ErrorCode::ServerBusy,
+                    retry_after,
+                    ..
+                }) => {
+                    let delay = crate::backoff::busy_delay(retry_after, &mut rand::rng());
+                    tracing::info!(?delay, "the server is busy; signing in again");
+                    shared.emit(Event::SignInBusy {
+                        retry_in_secs: delay.as_secs_f64().ceil() as u64,
+                    });
+                    tokio::time::sleep(delay).await;
+                }
+                other => break other?,
+            }
+        };
         if login.user.role != Role::Student {
             let _ = api.logout(&login.token).await;
             return Err(Error::NotAStudent {
@@ -447,9 +471,10 @@ impl Engine {
         Ok(self.shared.update_participation(participation))
     }
 
-    /// Writes every answer not acknowledged by the server to `path`, in the format of
-    /// `docs/PROTOCOL.md`, for the professor to import.
-    pub async fn export(&self, path: &Path) -> Result<ExportSummary> {
+    /// Writes every answer not acknowledged by the server to a new file in `folder`, in the
+    /// format of `docs/PROTOCOL.md`, for the professor to import. The file's name is
+    /// [`export::file_name`] (only `[A-Za-z0-9._-]`) and it is written only inside `folder`.
+    pub async fn export(&self, folder: &Path) -> Result<ExportSummary> {
         self.flush().await;
         let export = {
             let state = self.shared.lock();
@@ -465,7 +490,11 @@ impl Engine {
             )
         };
         let count = export.answers.len();
-        let target = path.to_owned();
+        let path = export::path_in(
+            folder,
+            &export::file_name(&export.username, export.exported_at),
+        )?;
+        let target = path.clone();
         blocking(move || export::write(&target, &export)).await?;
         Ok(ExportSummary {
             path: path.display().to_string(),
@@ -494,14 +523,14 @@ impl Engine {
         .await
     }
 
-    /// Writes the answers waiting on this computer for `username` on `server_url` to `path`,
-    /// as [`export`](Self::export) does for the student signed in (any student: their answers
-    /// must not become invisible when someone else signs in here).
+    /// Writes the answers waiting on this computer for `username` on `server_url` to a new file
+    /// in `folder`, as [`export`](Self::export) does for the student signed in (any student:
+    /// their answers must not become invisible when someone else signs in here).
     pub async fn export_waiting(
         &self,
         server_url: &str,
         username: &str,
-        path: &Path,
+        folder: &Path,
     ) -> Result<ExportSummary> {
         let url = ServerUrl::parse(server_url)?;
         let current = {
@@ -513,11 +542,12 @@ impl Engine {
                     .is_some_and(|a| a.user.username == username)
         };
         if current {
-            return self.export(path).await;
+            return self.export(folder).await;
         }
         let dir = self.shared.user_dir(&url, username);
         let (device, username) = (self.shared.config.device.clone(), username.to_owned());
-        let target = path.to_owned();
+        let path = export::path_in(folder, &export::file_name(&username, Timestamp::now()))?;
+        let target = path.clone();
         let count = blocking(move || {
             let records = outbox::read_records(&dir.join("answers"));
             let titles = folder::read_cache(&dir);
@@ -600,8 +630,14 @@ impl Shared {
             Ok(token) => (token, None),
             Err(e) => (None, Some(e.to_string())),
         };
+        // A session on a server this run may not use (a plain `http://` one on the network, now
+        // that INVIGIL_ALLOW_INSECURE is not set) is not resumed: its token stays in the vault
+        // for a run that may, and nothing is sent to the server.
+        let insecure = url.check_secure(self.config.allow_insecure).is_err();
+        let token = token.filter(|_| !insecure);
         let ended = match (&note.ended, &token) {
             (Some(reason), _) => Some(reason.clone()),
+            (None, _) if insecure => Some(INSECURE_SERVER.to_owned()),
             (None, None) => Some("sign_in_forgotten".to_owned()),
             (None, Some(_)) => None,
         };

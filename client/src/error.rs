@@ -45,7 +45,7 @@ pub enum Error {
         code: ErrorCode,
         /// The server's human sentence.
         message: String,
-        /// Seconds to wait before trying again (`Retry-After` of a 429).
+        /// Seconds to wait before trying again (`Retry-After` of a 429 or a 503).
         retry_after: Option<u64>,
     },
     /// The server answered something the contract does not allow.
@@ -54,6 +54,14 @@ pub enum Error {
     /// The configured server URL is not an `http://` or `https://` URL.
     #[error("`{0}` is not a server address such as http://exams.example.org:8080")]
     InvalidServerUrl(String),
+    /// The server is a plain `http://` address that is not on this computer, and
+    /// `INVIGIL_ALLOW_INSECURE=1` is not set.
+    #[error(
+        "{0} is not encrypted (http://) and not on this computer: your password and answers could \
+         be read or changed on the network. Use the server's https:// address, or, only if your \
+         school says so, start the app with INVIGIL_ALLOW_INSECURE=1"
+    )]
+    InsecureServer(String),
     /// The action needs a signed-in student.
     #[error("you are not signed in")]
     NotSignedIn,
@@ -114,6 +122,7 @@ impl Error {
             Error::Server { code, .. } => code.as_str(),
             Error::Protocol(_) => "protocol",
             Error::InvalidServerUrl(_) => "invalid_server_url",
+            Error::InsecureServer(_) => "insecure_server",
             Error::NotSignedIn => "not_signed_in",
             Error::AlreadySignedIn(_) => "already_signed_in",
             Error::NotAStudent { .. } => "not_a_student",

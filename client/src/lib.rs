@@ -22,7 +22,8 @@
 //! trust     the certificate authorities trusted over https/wss: the platform's + INVIGIL_CA_FILE
 //! view      what the front end shows: serializable views and events
 //! export    the answers-export file for the professor (docs/PROTOCOL.md)
-//! config    server URL and data folder (INVIGIL_SERVER_URL, INVIGIL_DATA_DIR)
+//! config    server URL and data folder (INVIGIL_SERVER_URL, INVIGIL_DATA_DIR); plain http only
+//!           to this computer unless INVIGIL_ALLOW_INSECURE=1
 //! error     the one error type, with a stable kind for the front end
 //! ```
 

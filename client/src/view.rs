@@ -279,6 +279,13 @@ pub enum Event {
     },
     /// Writing to this computer's disk failed (`Some`) or works again (`None`).
     Storage(Option<String>),
+    /// Sign-in was answered 503 `server_busy`: the engine signs in again by itself, with the
+    /// same username and password, in this many seconds.
+    SignInBusy {
+        /// Seconds until the next attempt.
+        #[serde(rename = "retryInSecs")]
+        retry_in_secs: u64,
+    },
 }
 
 /// One answer's new state.

@@ -689,6 +689,9 @@ pub enum AuditKind {
     /// An answer from a desktop app's export file was stored by staff. (An addition to the
     /// contract.)
     AnswerImported,
+    /// Staff imported an answers file for a student who was blocked or had handed in, overriding
+    /// the refusal, with their reason. (An addition to the contract.)
+    ImportOverridden,
     /// The evaluation's proctoring settings changed.
     ProctoringChanged,
     /// Integrity event: the exam window lost the focus.
@@ -724,6 +727,7 @@ impl AuditKind {
             AuditKind::Reconnected => "reconnected",
             AuditKind::LateAnswer => "late_answer",
             AuditKind::AnswerImported => "answer_imported",
+            AuditKind::ImportOverridden => "import_overridden",
             AuditKind::ProctoringChanged => "proctoring_changed",
             AuditKind::FocusLost => "focus_lost",
             AuditKind::FocusRegained => "focus_regained",
@@ -751,6 +755,7 @@ impl AuditKind {
             AuditKind::Reconnected,
             AuditKind::LateAnswer,
             AuditKind::AnswerImported,
+            AuditKind::ImportOverridden,
             AuditKind::ProctoringChanged,
             AuditKind::FocusLost,
             AuditKind::FocusRegained,

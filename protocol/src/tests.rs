@@ -921,8 +921,11 @@ const CONTRACT_AUDIT_KINDS: [(AuditKind, &str); 12] = [
 ];
 
 #[test]
-fn audit_kind_names_are_the_twelve_contract_names_and_the_added_one() {
-    let added = [(AuditKind::AnswerImported, "answer_imported")];
+fn audit_kind_names_are_the_twelve_contract_names_and_the_added_ones() {
+    let added = [
+        (AuditKind::AnswerImported, "answer_imported"),
+        (AuditKind::ImportOverridden, "import_overridden"),
+    ];
     for (kind, name) in CONTRACT_AUDIT_KINDS.into_iter().chain(added) {
         assert_named(kind, name);
         assert_eq!(kind.as_str(), name);

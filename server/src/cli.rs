@@ -8,7 +8,7 @@
 
 use crate::auth::hashing::Hashing;
 use crate::config::DatabaseUrl;
-use crate::domain::{Password, Username, display_name, new_id};
+use crate::domain::{OverrideReason, Password, Username, display_name, new_id};
 use crate::files;
 use crate::http::users::{ImportFailure, import_roster, reset};
 use crate::live::event::Bus;
@@ -112,6 +112,10 @@ pub enum EvaluationsCommand {
         /// source).
         #[arg(long = "as", value_name = "USERNAME")]
         actor: String,
+        /// Import although the student is blocked or has handed in, for this reason (written
+        /// to the audit log).
+        #[arg(long = "override", value_name = "REASON")]
+        overriding: Option<String>,
     },
 }
 
@@ -402,10 +406,16 @@ async fn run_evaluations(store: &dyn Store, command: EvaluationsCommand) -> anyh
             id,
             file,
             actor: who,
+            overriding,
         } => {
             let actor = actor(store, &who, &id).await?;
+            let overriding = overriding
+                .as_deref()
+                .map(OverrideReason::parse)
+                .transpose()?;
             let bytes = read_input(&file)?;
-            let (import, mut skipped) = files::parse_device_export(&bytes, &id)?;
+            let (mut import, mut skipped) = files::parse_device_export(&bytes, &id)?;
+            import.overriding = overriding;
             let mut report = store.import_answers(&id, import, &actor).await?;
             skipped.append(&mut report.skipped);
             for s in &report.stored {

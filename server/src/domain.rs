@@ -50,6 +50,37 @@ pub fn loggable(name: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The longest reason for overriding a refused import, in characters.
+pub const MAX_OVERRIDE_CHARS: usize = 1000;
+
+/// Why staff import answers for a student who is blocked or has handed in: trimmed, 1 to 1000
+/// characters. It goes to the audit log beside who gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverrideReason(String);
+
+impl OverrideReason {
+    /// Checks a reason.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(Error::bad_request(
+                "An override needs a reason: say why these answers should be stored anyway.",
+            ));
+        }
+        if text.chars().count() > MAX_OVERRIDE_CHARS {
+            return Err(Error::bad_request(format!(
+                "An override's reason may be at most {MAX_OVERRIDE_CHARS} characters."
+            )));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The reason.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A password as given at account creation: not empty, at most 1024 bytes (argon2 input stays cheap).
 #[derive(Clone)]
 pub struct Password(String);
@@ -338,6 +369,19 @@ mod tests {
         assert!(Username::parse("").is_err());
         assert!(Username::parse("a b").is_err());
         assert!(Username::parse(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn an_override_needs_a_reason_of_at_most_1000_characters() {
+        assert_eq!(
+            OverrideReason::parse("  identity checked ")
+                .unwrap()
+                .as_str(),
+            "identity checked"
+        );
+        assert!(OverrideReason::parse(" \t ").is_err());
+        assert!(OverrideReason::parse(&"é".repeat(MAX_OVERRIDE_CHARS)).is_ok());
+        assert!(OverrideReason::parse(&"é".repeat(MAX_OVERRIDE_CHARS + 1)).is_err());
     }
 
     #[test]

@@ -357,6 +357,8 @@ struct ExportFile {
     username: String,
     #[serde(default)]
     device: Option<String>,
+    #[serde(default)]
+    exported_at: Option<Timestamp>,
     answers: Vec<ExportedAnswer>,
 }
 
@@ -454,6 +456,8 @@ pub fn parse_device_export(
         AnswerImport {
             username: file.username,
             device,
+            exported_at: file.exported_at,
+            overriding: None,
             answers: best,
         },
         skipped,

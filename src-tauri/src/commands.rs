@@ -1,11 +1,10 @@
 //! The commands the front end invokes: thin, each one call on the engine.
 
-use crate::error::{CommandError, CommandResult};
+use crate::error::CommandResult;
 use invigil_client::Engine;
 use invigil_client::view::{
     AnswerView, EvaluationView, ExamContent, ExportSummary, Overview, SessionView,
 };
-use std::path::PathBuf;
 use tauri::{AppHandle, Manager, Runtime, State};
 
 /// Everything the front end shows, at once (at start and after it missed events).
@@ -72,7 +71,8 @@ pub async fn submit(
 }
 
 /// Writes the answers still waiting to a file for the professor, in the documents folder (or the
-/// app's data folder when there is none), and says where.
+/// app's data folder when there is none), and says where. The engine names the file (only
+/// `[A-Za-z0-9._-]`) and writes it only inside that folder.
 #[tauri::command]
 pub async fn export_answers<R: Runtime>(
     app: AppHandle<R>,
@@ -84,22 +84,7 @@ pub async fn export_answers<R: Runtime>(
         .ok()
         .filter(|d| d.is_dir())
         .unwrap_or_else(|| engine.data_dir().to_owned());
-    let who = engine
-        .overview()
-        .session
-        .user
-        .map(|u| u.username)
-        .unwrap_or_else(|| "student".to_owned());
-    let stamp = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]-[hour][minute][second]"
-        ))
-        .map_err(|e| CommandError {
-            kind: "internal".into(),
-            message: e.to_string(),
-        })?;
-    let path: PathBuf = folder.join(format!("invigil-answers-{who}-{stamp}.json"));
-    Ok(engine.export(&path).await?)
+    Ok(engine.export(&folder).await?)
 }
 
 /// The server's time now, in milliseconds since the epoch.

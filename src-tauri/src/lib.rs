@@ -29,8 +29,8 @@ pub const RESYNC: &str = "engine-resync";
 
 /// How the engine is set up.
 pub enum Startup {
-    /// As a student's app: `INVIGIL_SERVER_URL`, `INVIGIL_DATA_DIR` (or the app-data folder), and
-    /// the OS keyring.
+    /// As a student's app: `INVIGIL_SERVER_URL`, `INVIGIL_DATA_DIR` (or the app-data folder),
+    /// `INVIGIL_ALLOW_INSECURE`, and the OS keyring.
     FromEnvironment,
     /// As given (tests).
     With {

@@ -150,8 +150,22 @@ fn sign_in_errors_name_their_cause() {
         )
         .unwrap_err();
 
+    let insecure = desktop
+        .invoke(
+            "sign_in",
+            json!({"serverUrl": "http://exams.example.org", "username": "alice", "password": PASSWORD}),
+        )
+        .unwrap_err();
+
     assert_eq!(wrong["kind"], "invalid_credentials");
     assert_eq!(unreachable["kind"], "network");
+    // The engine's typed refusal reaches the sign-in screen as it is, with its reason.
+    assert_eq!(insecure["kind"], "insecure_server");
+    let message = insecure["message"].as_str().unwrap();
+    assert!(
+        message.contains("not encrypted") && message.contains("INVIGIL_ALLOW_INSECURE=1"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -272,6 +286,17 @@ fn export_writes_the_waiting_answers_to_a_file_and_says_where() {
     // Nothing is waiting: the export is empty, but still a valid file the console can read.
     let summary = desktop.invoke("export_answers", json!({})).unwrap();
     let path = summary["path"].as_str().unwrap();
+    let name = std::path::Path::new(path)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(name.starts_with("invigil-answers-alice-"), "{name}");
+    assert!(
+        name.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')),
+        "{name}"
+    );
     let export = invigil_client::export::read(std::path::Path::new(path)).unwrap();
     assert_eq!(export.username, "alice");
     assert_eq!(summary["answers"], export.answers.len());

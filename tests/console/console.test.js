@@ -169,9 +169,27 @@ test('a professor watches a student go connected, lost and blocked live, unblock
   await page.getByRole('dialog').getByText(/Source: imported from device "Lab PC 12" by prof1/).waitFor();
   await page.getByRole('dialog').getByRole('button', { name: 'Close' }).click();
 
-  // The audit log, filtered, with the unblock note.
+  // Once she has handed in, the server refuses her file; the console offers to override it with a
+  // reason, which the audit log keeps.
+  await again.call('POST', `/api/evaluations/${evaluationId}/submit`, {});
+  await shows(alice, 'Submitted');
+  exported.answers = [{ ...exported.answers[0], revision: 3, content: 'Written after handing in.' }];
+  await page.getByLabel('Import a desktop answers file').setInputFiles({
+    name: 'alice-answers.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(exported)),
+  });
+  const anyway = page.getByRole('dialog', { name: 'Import anyway?' });
+  await anyway.getByText(/alice has handed in this evaluation, so their answers file is not imported/).waitFor();
+  await shot(page, 'import-override');
+  await anyway.getByLabel('Reason for the audit log').fill('The lab computer lost the network; checked with the invigilator.');
+  await anyway.getByRole('button', { name: 'Import anyway' }).click();
+  const overridden = page.getByRole('dialog', { name: 'Imported answers of alice' });
+  await overridden.getByText('From Lab PC 12: 1 stored, 0 skipped.').waitFor();
+  await overridden.getByRole('button', { name: 'Close' }).click();
+
+  // The audit log, filtered, with the unblock note and the override's reason.
   await page.getByRole('tab', { name: 'Audit log' }).click();
   await page.getByText('Unblocked by prof1: Identity checked at the desk.').waitFor();
+  await page.getByText(/Reason: The lab computer lost the network; checked with the invigilator\.$/).waitFor();
   await page.getByLabel('Kind').selectOption('blocked');
   await page.getByText('Unblocked by prof1: Identity checked at the desk.').waitFor({ state: 'detached' });
   await page.getByRole('status').filter({ hasText: /^1 entry$/ }).waitFor();
@@ -196,7 +214,6 @@ test('a professor watches a student go connected, lost and blocked live, unblock
 
   assert.deepEqual(page.problems, []);
   app.close();
-  void again;
   await page.context().close();
 });
 

@@ -29,7 +29,7 @@ const MOVES = {
 const KINDS = [
   'phase_changed', 'ends_at_changed', 'access_changed', 'joined', 'submitted', 'signed_in',
   'session_invalidated', 'blocked', 'unblocked', 'disconnected', 'reconnected', 'late_answer',
-  'answer_imported',
+  'answer_imported', 'import_overridden',
 ];
 
 /** Mounts the page of evaluation `id` into `main`; returns an unmount function. */
@@ -166,10 +166,24 @@ export async function mountEvaluation(main, id, tab = 'board') {
   };
 }
 
+/** The refusals of an import that an override with a reason can lift: the student is blocked or has handed in. */
+const OVERRIDABLE = new Set(['blocked', 'not_participating']);
+
 async function importAnswers(id, text, notice) {
   notice.clear();
+  const path = `/api/evaluations/${seg(id)}/imports/answers`;
   try {
-    const report = await api('POST', `/api/evaluations/${seg(id)}/imports/answers`, text);
+    let report;
+    try {
+      report = await api('POST', path, text);
+    } catch (e) {
+      if (!OVERRIDABLE.has(e.code)) throw e;
+      report = await askOverride(path, text, e.message);
+      if (!report) {
+        notice.error(`The file was not imported: ${e.message}`);
+        return;
+      }
+    }
     const item = (a, extra) => h('li', {}, `Question ${a.question_id}, revision ${a.revision}`, extra);
     show({
       title: `Imported answers of ${report.username}`,
@@ -183,6 +197,25 @@ async function importAnswers(id, text, notice) {
   } catch (e) {
     notice.error(`The file could not be imported: ${e.message}`);
   }
+}
+
+/** Offers to import anyway, with a reason for the audit log; resolves to the report, or null if cancelled. */
+function askOverride(path, text, refusal) {
+  const [reasonField, reason] = field('Reason for the audit log', h('textarea', { rows: 3, maxlength: 1000, required: true }),
+    'Why these answers should be stored anyway, e.g. "The lab computer lost the network; checked with the invigilator." Your name and this reason are kept in the audit log.');
+  let report = null;
+  return ask({
+    title: 'Import anyway?',
+    body: refusal,
+    confirm: 'Import anyway',
+    danger: true,
+    fields: [reasonField],
+    action: async () => {
+      const why = reason.value.trim();
+      if (!why) throw new Error('Give a reason: it is kept in the audit log with your name.');
+      report = await api('POST', `${path}?override=${encodeURIComponent(why)}`, text);
+    },
+  }).then((done) => (done ? report : null));
 }
 
 function mountAudit(panel, id) {

@@ -13,4 +13,5 @@ mod crash;
 mod disk;
 mod reconcile;
 mod sessions;
+mod sign_in;
 mod tls;

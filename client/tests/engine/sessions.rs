@@ -189,9 +189,17 @@ async fn after_session_invalidated_pending_answers_stay_on_disk_and_reach_the_se
     let overview = alice.engine.overview();
     assert_eq!(overview.connection.state, ConnectionState::SessionEnded);
     assert_eq!(overview.pending, 2);
-    let file = dir.path().join("alice-answers.json");
-    let summary = alice.engine.export(&file).await.unwrap();
+    let folder = dir.path().join("documents");
+    std::fs::create_dir(&folder).unwrap();
+    let summary = alice.engine.export(&folder).await.unwrap();
     assert_eq!(summary.answers, 2);
+    let file = std::path::PathBuf::from(&summary.path);
+    assert_eq!(file.parent(), Some(folder.as_path()));
+    let name = file.file_name().unwrap().to_str().unwrap();
+    assert!(
+        name.starts_with("invigil-answers-alice-") && name.ends_with(".json"),
+        "{name}"
+    );
     let exported = export::read(&file).unwrap();
     assert_eq!(exported.username, "alice");
     assert_eq!(

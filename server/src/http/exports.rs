@@ -6,6 +6,7 @@ use super::evaluations::owned;
 use super::{ApiBytes, Routes};
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::domain::OverrideReason;
 use crate::error::{Error, Result};
 use crate::files::{self, AuditFilter};
 use axum::Json;
@@ -14,6 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use invigil_protocol::ImportReport;
+use serde::Deserialize;
 
 /// The routes of this module.
 pub fn routes() -> Routes {
@@ -117,18 +119,31 @@ pub(crate) async fn audit_csv(
     )
 }
 
+/// The query of an import: `override`, the reason for importing although the student is blocked
+/// or has handed in.
+#[derive(Debug, Deserialize)]
+struct ImportQuery {
+    #[serde(rename = "override")]
+    overriding: Option<String>,
+}
+
 #[utoipa::path(
     post,
     path = "/api/evaluations/{id}/imports/answers",
     tag = "files",
     request_body(content = String, content_type = "application/json", description = "The desktop app's answers-export file"),
-    params(("id" = String, Path, description = "The evaluation")),
+    params(
+        ("id" = String, Path, description = "The evaluation"),
+        ("override" = Option<String>, Query, description = "Why the file is imported although the student is blocked or has handed in (audited as `import_overridden`)")
+    ),
     responses(
         (status = 200, description = "What was stored and what was skipped, and why", body = ImportReport),
         (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
         (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
         (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
         (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
+        (status = 409, description = "`not_participating`: the student has handed in (without `override`)", body = invigil_protocol::ErrorBody),
+        (status = 423, description = "`blocked`: the student is blocked (without `override`)", body = invigil_protocol::ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
     )
 )]
@@ -137,10 +152,23 @@ pub(crate) async fn import_answers(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    query: std::result::Result<Query<ImportQuery>, QueryRejection>,
     ApiBytes(body): ApiBytes,
 ) -> Result<Json<ImportReport>> {
     owned(&state, &caller, &id).await?;
-    let (import, mut skipped) = files::parse_device_export(&body, &id)?;
+    let Query(query) = query.map_err(|e| {
+        Error::bad_request(format!(
+            "The query is not valid ({}): the only parameter is `override`, a reason.",
+            e.body_text()
+        ))
+    })?;
+    let overriding = query
+        .overriding
+        .as_deref()
+        .map(OverrideReason::parse)
+        .transpose()?;
+    let (mut import, mut skipped) = files::parse_device_export(&body, &id)?;
+    import.overriding = overriding;
     let mut report = state
         .store
         .import_answers(&id, import, caller.user())

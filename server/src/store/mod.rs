@@ -187,6 +187,10 @@ pub struct AnswerImport {
     pub username: String,
     /// The device that wrote the file.
     pub device: String,
+    /// When the file says it was written (the device's clock), if it says.
+    pub exported_at: Option<Timestamp>,
+    /// Staff's reason for importing although the student is blocked or has handed in.
+    pub overriding: Option<crate::domain::OverrideReason>,
     /// The answers (at most one per question: the highest revision of the file).
     pub answers: Vec<ImportedAnswer>,
 }
@@ -368,8 +372,10 @@ pub trait Store: Send + Sync + 'static {
         student_id: Option<&str>,
     ) -> Result<Vec<AnswerRecord>>;
     /// Stores the answers of an export file that are newer than the stored revisions (never
-    /// replacing a newer one), judged late by their edit time, marked with their source, with an
-    /// audit entry each; reports what was stored and what was skipped.
+    /// replacing a newer one), judged late by the time they count as written
+    /// ([`imports::counted_at`]), marked with their source, with an audit entry each; reports what
+    /// was stored and what was skipped. A student who is blocked or has handed in is refused
+    /// unless the import carries an override, which is audited ([`imports::admit`]).
     async fn import_answers(
         &self,
         evaluation_id: &str,

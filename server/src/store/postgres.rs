@@ -1353,52 +1353,55 @@ async fn set_access_list_op(
         .cloned()
         .collect();
     removed.sort();
-    let added: Vec<&User> = students.iter().filter(|u| !old.contains(&u.id)).collect();
     let mut added_seen = HashSet::new();
-    let mut added_ids = Vec::new();
-    for user in &added {
-        if !added_seen.insert(user.id.as_str()) {
-            continue;
-        }
-        added_ids.push(user.id.as_str());
-        sqlx::query("INSERT INTO access_list (evaluation_id, user_id) VALUES ($1, $2)")
-            .bind(id)
-            .bind(&user.id)
-            .execute(&mut *conn)
-            .await?;
-        audit(
-            conn,
-            id,
-            AuditKind::AccessChanged,
-            Some(&user.username),
-            Some(&actor.username),
-            "Added to the access list.",
-        )
+    let added: Vec<&User> = students
+        .iter()
+        .filter(|u| !old.contains(&u.id) && added_seen.insert(u.id.as_str()))
+        .collect();
+    // Each change is one statement, whatever the number of students: the ids go in as one array
+    // (one bound value, so no bind limit), in order, for the audit's.
+    let added_ids: Vec<&str> = added.iter().map(|u| u.id.as_str()).collect();
+    let now = Timestamp::now().unix_ms();
+    sqlx::query(
+        "INSERT INTO access_list (evaluation_id, user_id) SELECT $1, u FROM unnest($2::text[]) AS u",
+    )
+    .bind(id)
+    .bind(&added_ids)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM access_list WHERE evaluation_id = $1 AND user_id = ANY($2)")
+        .bind(id)
+        .bind(&removed)
+        .execute(&mut *conn)
         .await?;
-    }
-    let mut removed_users = Vec::with_capacity(removed.len());
-    for user_id in &removed {
-        sqlx::query("DELETE FROM access_list WHERE evaluation_id = $1 AND user_id = $2")
-            .bind(id)
-            .bind(user_id)
-            .execute(&mut *conn)
-            .await?;
-        let row = sqlx::query(&format!("SELECT {USER_COLS} FROM users u WHERE u.id = $1"))
-            .bind(user_id)
-            .fetch_one(&mut *conn)
-            .await?;
-        let user = user_from(&row)?;
-        audit(
-            conn,
-            id,
-            AuditKind::AccessChanged,
-            Some(&user.username),
-            Some(&actor.username),
-            "Removed from the access list.",
-        )
-        .await?;
-        removed_users.push(user);
-    }
+    sqlx::query(
+        "INSERT INTO audit (evaluation_id, at, kind, username, actor, detail)
+         SELECT $1, $2, $3, u.username, $4, CASE c.change WHEN 0 THEN 'Added to the access list.'
+                                                   ELSE 'Removed from the access list.' END
+         FROM (SELECT 0 AS change, n, user_id FROM unnest($5::text[]) WITH ORDINALITY AS a (user_id, n)
+               UNION ALL
+               SELECT 1, n, user_id FROM unnest($6::text[]) WITH ORDINALITY AS r (user_id, n)) c
+         JOIN users u ON u.id = c.user_id
+         ORDER BY c.change, c.n",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(AuditKind::AccessChanged.as_str())
+    .bind(&actor.username)
+    .bind(&added_ids)
+    .bind(&removed)
+    .execute(&mut *conn)
+    .await?;
+    let removed_users: Vec<User> = sqlx::query(&format!(
+        "SELECT {USER_COLS} FROM users u
+         JOIN unnest($1::text[]) WITH ORDINALITY AS r (user_id, n) ON u.id = r.user_id ORDER BY r.n"
+    ))
+    .bind(&removed)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(user_from)
+    .collect::<Result<_>>()?;
     if record.evaluation.access == Access::List {
         let view = rules::student_view(record.evaluation.clone());
         let mut changed = HashMap::new();

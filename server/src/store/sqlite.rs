@@ -1067,58 +1067,64 @@ impl Store for SqliteStore {
                         .collect();
                 let new: HashMap<&str, &User> =
                     students.iter().map(|u| (u.id.as_str(), u)).collect();
-                let removed: Vec<String> = old
+                let mut removed: Vec<String> = old
                     .iter()
                     .filter(|u| !new.contains_key(u.as_str()))
                     .cloned()
                     .collect();
-                let added: Vec<&User> = students.iter().filter(|u| !old.contains(&u.id)).collect();
+                removed.sort();
                 let mut added_seen = HashSet::new();
-                for user in &added {
-                    if !added_seen.insert(user.id.as_str()) {
-                        continue;
-                    }
-                    sqlx::query("INSERT INTO access_list (evaluation_id, user_id) VALUES (?1, ?2)")
-                        .bind(&id)
-                        .bind(&user.id)
-                        .execute(&mut *conn)
-                        .await?;
-                    audit(
-                        conn,
-                        &id,
-                        AuditKind::AccessChanged,
-                        Some(&user.username),
-                        Some(&actor.username),
-                        "Added to the access list.",
-                    )
-                    .await?;
-                }
-                let mut removed_users = Vec::with_capacity(removed.len());
-                for user_id in &removed {
-                    sqlx::query(
-                        "DELETE FROM access_list WHERE evaluation_id = ?1 AND user_id = ?2",
-                    )
-                    .bind(&id)
-                    .bind(user_id)
-                    .execute(&mut *conn)
-                    .await?;
-                    let row =
-                        sqlx::query(&format!("SELECT {USER_COLS} FROM users u WHERE u.id = ?1"))
-                            .bind(user_id)
-                            .fetch_one(&mut *conn)
-                            .await?;
-                    let user = user_from(&row)?;
-                    audit(
-                        conn,
-                        &id,
-                        AuditKind::AccessChanged,
-                        Some(&user.username),
-                        Some(&actor.username),
-                        "Removed from the access list.",
-                    )
-                    .await?;
-                    removed_users.push(user);
-                }
+                let added: Vec<&User> = students
+                    .iter()
+                    .filter(|u| !old.contains(&u.id) && added_seen.insert(u.id.as_str()))
+                    .collect();
+                // Each change is one statement, whatever the number of students: the ids go in as
+                // one JSON array (one bound value, so no bind limit), in order, for the audit's.
+                let json = |items: Vec<&str>| serde_json::to_string(&items).map_err(Error::internal);
+                let added_ids = json(added.iter().map(|u| u.id.as_str()).collect())?;
+                let removed_ids = json(removed.iter().map(String::as_str).collect())?;
+                let now = Timestamp::now().unix_ms();
+                sqlx::query(
+                    "INSERT INTO access_list (evaluation_id, user_id) SELECT ?1, value FROM json_each(?2)",
+                )
+                .bind(&id)
+                .bind(&added_ids)
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(
+                    "DELETE FROM access_list WHERE evaluation_id = ?1
+                     AND user_id IN (SELECT value FROM json_each(?2))",
+                )
+                .bind(&id)
+                .bind(&removed_ids)
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO audit (evaluation_id, at, kind, username, actor, detail)
+                     SELECT ?1, ?2, ?3, u.username, ?4, CASE c.change WHEN 0 THEN 'Added to the access list.'
+                                                               ELSE 'Removed from the access list.' END
+                     FROM (SELECT 0 AS change, key, value FROM json_each(?5)
+                           UNION ALL SELECT 1, key, value FROM json_each(?6)) c
+                     JOIN users u ON u.id = c.value
+                     ORDER BY c.change, c.key",
+                )
+                .bind(&id)
+                .bind(now)
+                .bind(AuditKind::AccessChanged.as_str())
+                .bind(&actor.username)
+                .bind(&added_ids)
+                .bind(&removed_ids)
+                .execute(&mut *conn)
+                .await?;
+                let removed_users: Vec<User> = sqlx::query(&format!(
+                    "SELECT {USER_COLS} FROM users u JOIN json_each(?1) j ON u.id = j.value ORDER BY j.key"
+                ))
+                .bind(&removed_ids)
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(user_from)
+                .collect::<Result<_>>()?;
                 if record.evaluation.access == Access::List {
                     let view = rules::student_view(record.evaluation.clone());
                     let mut changed = HashMap::new();
@@ -1136,8 +1142,8 @@ impl Store for SqliteStore {
                             changed,
                         )));
                     }
-                    for user in added_seen {
-                        let row = participant_row(conn, &id, user).await?;
+                    for user in &added {
+                        let row = participant_row(conn, &id, &user.id).await?;
                         events.push(Event::Participant(ParticipantEvent {
                             evaluation_id: id.clone(),
                             owner_id: record.owner_id.clone(),

@@ -5,7 +5,7 @@
 
 use crate::helpers::*;
 use invigil_protocol::{
-    ConsoleMessage, Evaluation, ParticipationStatus, ServerMessage, UpdateReason,
+    ConsoleMessage, Evaluation, ParticipationStatus, ServerMessage, Timestamp, UpdateReason,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -669,10 +669,16 @@ async fn the_audit_log_filters_by_kind_student_actor_and_time_and_exports_as_csv
 
 // ---- Importing the desktop app's answer files ---------------------------------------------------
 
+/// An answers file exported now (answers written at 09:00 on 2026-11-22 unless they say).
 fn export_file(evaluation: &str, answers: Value) -> String {
+    export_file_at(evaluation, answers, json!(Timestamp::now()))
+}
+
+/// An answers file exported at `exported_at`.
+fn export_file_at(evaluation: &str, answers: Value, exported_at: Value) -> String {
     json!({
         "format": "invigil-answers-export", "version": 1,
-        "exported_at": "2026-11-22T10:00:00.000Z", "server_url": "http://127.0.0.1:8080",
+        "exported_at": exported_at, "server_url": "http://127.0.0.1:8080",
         "username": "alice", "device": "Lab PC 12", "session_ended": "signed_in_elsewhere",
         "answers": answers.as_array().unwrap().iter().map(|a| {
             let mut a = a.clone();
@@ -893,6 +899,191 @@ async fn an_import_is_refused_for_a_bad_file_or_a_stranger_and_skips_a_student_w
     assert!(body.contains("mallory"));
 }
 
+/// The import of `file` into `evaluation`, with `query` (`""` or `?override=…`): status and body.
+async fn import(
+    app: &TestApp,
+    prof: &Actor,
+    evaluation: &Evaluation,
+    query: &str,
+    file: &str,
+) -> (StatusCode, Value) {
+    let path = at(evaluation, &format!("/imports/answers{query}"));
+    let (status, _, body) = send_raw(app, reqwest::Method::POST, prof, &path, file).await;
+    (status, serde_json::from_str(&body).unwrap())
+}
+
+#[tokio::test]
+async fn an_import_for_a_blocked_or_handed_in_student_needs_an_override_which_is_audited() {
+    let mut app = TestApp::spawn().await;
+    let prof = app.professor("prof1").await;
+    let alice = app.student("alice").await;
+    let bob = app.student("bob").await;
+    let evaluation = app.running(&prof, &[&alice, &bob]).await;
+    app.join(&alice, &evaluation.id).await;
+    app.join(&bob, &evaluation.id).await;
+    // Alice signs in again while sitting it: blocked. Bob hands in.
+    app.login("alice", PASSWORD).await;
+    let (status, _) = app.post(&bob, &at(&evaluation, "/submit"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let alice_file = export_file(
+        &evaluation.id,
+        json!([{"question_id": "q1", "revision": 1, "content": "written while blocked"}]),
+    );
+    let bob_file = alice_file.replace("\"alice\"", "\"bob\"");
+
+    // Refused without an override, with the code the student's own save gets; nothing stored.
+    let (status, body) = import(&app, &prof, &evaluation, "", &alice_file).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::LOCKED, "blocked"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("override")
+    );
+    let (status, body) = import(&app, &prof, &evaluation, "", &bob_file).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "not_participating"),
+        "{body}"
+    );
+    for student in ["alice", "bob"] {
+        let (_, answers) = app
+            .get(
+                &prof,
+                &at(&evaluation, &format!("/students/{student}/answers")),
+            )
+            .await;
+        assert_eq!(answers, json!([]), "{student}");
+    }
+
+    // An override needs a reason.
+    for empty in ["?override=", "?override=%20%20"] {
+        let (status, body) = import(&app, &prof, &evaluation, empty, &alice_file).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "bad_request")
+        );
+    }
+    let long = format!("?override={}", "x".repeat(1001));
+    let (status, _) = import(&app, &prof, &evaluation, &long, &alice_file).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // With one, the answers are stored, and the audit log says who overrode and why.
+    let (status, report) = import(
+        &app,
+        &prof,
+        &evaluation,
+        "?override=identity%20checked%20at%20the%20desk",
+        &alice_file,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["stored"][0]["question_id"], "q1");
+    let (status, report) =
+        import(&app, &prof, &evaluation, "?override=late%20bus", &bob_file).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["stored"][0]["question_id"], "q1");
+    let (_, audit) = app
+        .get(&prof, &at(&evaluation, "/audit?kind=import_overridden"))
+        .await;
+    let audit = audit.as_array().unwrap();
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert_eq!(
+        (&audit[0]["username"], &audit[0]["actor"]),
+        (&json!("alice"), &json!("prof1"))
+    );
+    let detail = audit[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("is blocked") && detail.ends_with("Reason: identity checked at the desk"),
+        "{detail}"
+    );
+    let detail = audit[1]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("has handed in") && detail.ends_with("Reason: late bus"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn an_imported_answer_counts_as_written_no_earlier_than_the_block_before_the_export() {
+    let mut app = TestApp::spawn().await;
+    let prof = app.professor("prof1").await;
+    let alice = app.student("alice").await;
+    let evaluation = app.running(&prof, &[&alice]).await;
+    app.join(&alice, &evaluation.id).await;
+    let (status, _) = app
+        .put(
+            &alice,
+            &at(&evaluation, "/answers/q1"),
+            json!({"revision": 1, "content": "on time"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // `written` is a server time while the evaluation ran; the block comes after it (the second
+    // sign-in starts once the save is answered); the end is then set back to `written`, so that
+    // an answer written at `written` is on time and one written at the block is late.
+    let (_, answers) = app
+        .get(&prof, &at(&evaluation, "/students/alice/answers"))
+        .await;
+    let written = answers[0]["saved_at"].clone();
+    app.login("alice", PASSWORD).await;
+    let (status, _) = app
+        .put(
+            &prof,
+            &at(&evaluation, "/ends_at"),
+            json!({"ends_at": written}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let override_ = "?override=checked";
+
+    // Exported after the block: the file's edit time cannot reach back before it.
+    let after_block = export_file(
+        &evaluation.id,
+        json!([{"question_id": "q2", "revision": 1, "content": "x", "edited_at": written}]),
+    );
+    let (status, report) = import(&app, &prof, &evaluation, override_, &after_block).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        report["stored"],
+        json!([{"question_id": "q2", "revision": 1, "late": true}])
+    );
+    let (_, audit) = app
+        .get(&prof, &at(&evaluation, "/audit?kind=answer_imported"))
+        .await;
+    let detail = audit[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("It counts as written at"), "{detail}");
+
+    // Exported before the block (at `written`): no block precedes it, the edit time stands.
+    let before_block = export_file_at(
+        &evaluation.id,
+        json!([{"question_id": "q3", "revision": 1, "content": "b", "edited_at": written}]),
+        written.clone(),
+    );
+    let (status, report) = import(&app, &prof, &evaluation, override_, &before_block).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        report["stored"],
+        json!([{"question_id": "q3", "revision": 1, "late": false}])
+    );
+    // And an edit time after the export counts as the export's.
+    let claimed_later = export_file_at(
+        &evaluation.id,
+        json!([{"question_id": "q1", "revision": 2, "content": "c", "edited_at": "2999-01-01T00:00:00.000Z"}]),
+        written,
+    );
+    let (status, report) = import(&app, &prof, &evaluation, override_, &claimed_later).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        report["stored"],
+        json!([{"question_id": "q1", "revision": 2, "late": false}])
+    );
+}
+
 // ---- The command line -------------------------------------------------------------------------
 
 /// Runs `invigil-server ARGS --database <the app's database>`, with `stdin`; returns whether it
@@ -1014,7 +1205,7 @@ async fn the_evaluations_subcommands_list_export_unblock_and_import() {
         json!({"revision": 1, "content": "hello"}),
     )
     .await;
-    app.login("alice", PASSWORD).await; // a second sign-in: blocked
+    let again = app.login("alice", PASSWORD).await; // a second sign-in: blocked
 
     let (ok, out, _) = cli(&app, &["evaluations", "list"], "").await;
     assert!(ok);
@@ -1104,6 +1295,41 @@ async fn the_evaluations_subcommands_list_export_unblock_and_import() {
         &file,
     )
     .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.ends_with("1 answers of alice stored, 0 skipped\n"),
+        "{out}"
+    );
+
+    // Once she has handed in, only an override imports her file.
+    let (status, body) = app
+        .post(&again, &at(&evaluation, "/submit"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let file = export_file(
+        &evaluation.id,
+        json!([{"question_id": "q2", "revision": 2, "content": "imported again"}]),
+    );
+    let args: [&str; 6] = [
+        "evaluations",
+        "import-answers",
+        &evaluation.id,
+        "-",
+        "--as",
+        "admin",
+    ];
+    let (ok, _, err) = cli(&app, &args, &file).await;
+    assert!(!ok);
+    assert!(
+        err.contains("has handed in") && err.contains("override"),
+        "{err}"
+    );
+    let overriding: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--override", "the lab's file"])
+        .collect();
+    let (ok, out, err) = cli(&app, &overriding, &file).await;
     assert!(ok, "{err}");
     assert!(
         out.ends_with("1 answers of alice stored, 0 skipped\n"),

@@ -9,7 +9,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::live::event::{Audience, EvaluationEvent, Event, ParticipantEvent};
 use crate::store::rows::stored;
-use crate::store::rows::{phase, ts};
+use crate::store::rows::{phase, status, ts};
 use crate::store::rules::{self, Digest, OnTimeAction};
 use crate::store::{
     AnswerImport, AnswerRecord, EvaluationEdit, EvaluationRecord, ImportedAnswer, NewAccount,
@@ -17,7 +17,8 @@ use crate::store::{
 };
 use invigil_protocol::{
     Access, Answer, AuditKind, Evaluation, ImportReport, ImportSkipped, ImportStored,
-    InvalidationReason, OnTime, Participation, Phase, Timestamp, UpdateReason, User, UserSummary,
+    InvalidationReason, OnTime, Participation, ParticipationStatus, Phase, Timestamp, UpdateReason,
+    User, UserSummary,
 };
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
@@ -382,7 +383,21 @@ async fn import_answers_op(
     };
     // The student's own saves of this evaluation wait for the import, and it for them.
     lock_participation(conn, id, &student.id).await?;
-    if !joined(conn, id, &student.id).await? {
+    let standing: Option<String> = sqlx::query_scalar(
+        "SELECT status FROM participations WHERE evaluation_id = $1 AND user_id = $2",
+    )
+    .bind(id)
+    .bind(&student.id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let standing = status(standing.as_deref())?;
+    let overridden = imports::admit(
+        &student.username,
+        &import.device,
+        standing,
+        import.overriding.as_ref(),
+    )?;
+    if standing == ParticipationStatus::NotStarted {
         let reason = imports::never_joined(&student.username);
         report.skipped = import
             .answers
@@ -390,6 +405,17 @@ async fn import_answers_op(
             .map(|a| skip(a, reason.clone()))
             .collect();
         return Ok(report);
+    }
+    if let Some(detail) = &overridden {
+        audit(
+            conn,
+            id,
+            AuditKind::ImportOverridden,
+            Some(&student.username),
+            Some(&actor.username),
+            detail,
+        )
+        .await?;
     }
     let history: Vec<(Timestamp, Phase)> =
         sqlx::query("SELECT at, phase FROM phase_history WHERE evaluation_id = $1 ORDER BY at, id")
@@ -400,6 +426,18 @@ async fn import_answers_op(
             .map(|r| Ok((ts(r.try_get("at")?)?, phase(r.try_get("phase")?)?)))
             .collect::<Result<_>>()?;
     let now = Timestamp::now();
+    let exported = imports::export_time(import.exported_at, now);
+    let cutoff: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT MAX(at) FROM audit WHERE evaluation_id = $1 AND username = $2 AND at <= $3
+         AND kind IN ({})",
+        imports::cutoff_kinds_sql()
+    ))
+    .bind(id)
+    .bind(&student.username)
+    .bind(exported.unix_ms())
+    .fetch_one(&mut *conn)
+    .await?;
+    let cutoff = cutoff.map(ts).transpose()?;
     let source = imports::source(&import.device, &actor.username, now);
     let evaluation = &record.evaluation;
     for answer in &import.answers {
@@ -413,9 +451,10 @@ async fn import_answers_op(
                 .push(skip(answer, imports::no_such_question(&answer.question_id)));
             continue;
         }
-        let edited_at = answer.edited_at.min(now);
+        let edited_at = answer.edited_at;
+        let counted_at = imports::counted_at(edited_at, exported, cutoff);
         let late =
-            imports::late_when_written(&history, evaluation.phase, evaluation.ends_at, edited_at);
+            imports::late_when_written(&history, evaluation.phase, evaluation.ends_at, counted_at);
         let row = sqlx::query(
             "SELECT revision, late, content_sha256,
                 CASE WHEN content_sha256 IS NULL THEN content END AS legacy_content
@@ -472,7 +511,14 @@ async fn import_answers_op(
         .bind(digest.as_bytes())
         .execute(&mut *conn)
         .await?;
-        let detail = imports::audit_detail(&answer.question_id, revision, late, edited_at, &source);
+        let detail = imports::audit_detail(
+            &answer.question_id,
+            revision,
+            late,
+            edited_at,
+            counted_at,
+            &source,
+        );
         audit(
             conn,
             id,

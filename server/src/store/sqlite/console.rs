@@ -16,7 +16,8 @@ use crate::store::{
 };
 use invigil_protocol::{
     Access, Answer, AuditKind, Evaluation, ImportReport, ImportSkipped, ImportStored,
-    InvalidationReason, OnTime, Participation, Phase, Timestamp, UpdateReason, User, UserSummary,
+    InvalidationReason, OnTime, Participation, ParticipationStatus, Phase, Timestamp, UpdateReason,
+    User, UserSummary,
 };
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
@@ -346,10 +347,23 @@ impl SqliteStore {
                     revision: answer.revision.get(),
                     reason,
                 };
-                if !joined(conn, &id, &student.id).await? {
+                let standing: Option<String> = sqlx::query_scalar(
+                    "SELECT status FROM participations WHERE evaluation_id = ?1 AND user_id = ?2",
+                )
+                .bind(&id)
+                .bind(&student.id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let standing = status(standing.as_deref())?;
+                let overridden = imports::admit(&student.username, &import.device, standing, import.overriding.as_ref())?;
+                if standing == ParticipationStatus::NotStarted {
                     let reason = imports::never_joined(&student.username);
                     report.skipped = import.answers.iter().map(|a| skip(a, reason.clone())).collect();
                     return Ok(report);
+                }
+                if let Some(detail) = &overridden {
+                    audit(conn, &id, AuditKind::ImportOverridden, Some(&student.username), Some(&actor.username), detail)
+                        .await?;
                 }
                 let history: Vec<(Timestamp, Phase)> = sqlx::query(
                     "SELECT at, phase FROM phase_history WHERE evaluation_id = ?1 ORDER BY at, id",
@@ -361,6 +375,18 @@ impl SqliteStore {
                 .map(|r| Ok((ts(r.try_get("at")?)?, phase(r.try_get("phase")?)?)))
                 .collect::<Result<_>>()?;
                 let now = Timestamp::now();
+                let exported = imports::export_time(import.exported_at, now);
+                let cutoff: Option<i64> = sqlx::query_scalar(&format!(
+                    "SELECT MAX(at) FROM audit WHERE evaluation_id = ?1 AND username = ?2 AND at <= ?3
+                     AND kind IN ({})",
+                    imports::cutoff_kinds_sql()
+                ))
+                .bind(&id)
+                .bind(&student.username)
+                .bind(exported.unix_ms())
+                .fetch_one(&mut *conn)
+                .await?;
+                let cutoff = cutoff.map(ts).transpose()?;
                 let source = imports::source(&import.device, &actor.username, now);
                 let evaluation = &record.evaluation;
                 for answer in &import.answers {
@@ -368,8 +394,9 @@ impl SqliteStore {
                         report.skipped.push(skip(answer, imports::no_such_question(&answer.question_id)));
                         continue;
                     }
-                    let edited_at = answer.edited_at.min(now);
-                    let late = imports::late_when_written(&history, evaluation.phase, evaluation.ends_at, edited_at);
+                    let edited_at = answer.edited_at;
+                    let counted_at = imports::counted_at(edited_at, exported, cutoff);
+                    let late = imports::late_when_written(&history, evaluation.phase, evaluation.ends_at, counted_at);
                     let row = sqlx::query(
                         "SELECT revision, late, content_sha256,
                             CASE WHEN content_sha256 IS NULL THEN content END AS legacy_content
@@ -422,7 +449,7 @@ impl SqliteStore {
                     .bind(digest.as_bytes())
                     .execute(&mut *conn)
                     .await?;
-                    let detail = imports::audit_detail(&answer.question_id, revision, late, edited_at, &source);
+                    let detail = imports::audit_detail(&answer.question_id, revision, late, edited_at, counted_at, &source);
                     audit(conn, &id, AuditKind::AnswerImported, Some(&student.username), Some(&actor.username), &detail)
                         .await?;
                     report.stored.push(ImportStored {
