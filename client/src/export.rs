@@ -286,6 +286,7 @@ mod tests {
             device: "pc".to_owned(),
             session_ended: None,
             answers: Vec::new(),
+            displaced: Vec::new(),
         };
         write(&path, &export).unwrap();
         assert_eq!(read(&path).unwrap(), export);

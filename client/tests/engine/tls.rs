@@ -87,8 +87,7 @@ async fn a_ca_file_that_cannot_be_read_stops_the_engine_and_names_the_file() {
 
     let error = Engine::start(config, mock_vault())
         .await
-        .err()
-        .expect("the engine does not start");
+        .expect_err("the engine does not start");
 
     assert_eq!(error.kind(), "ca_file");
     assert!(error.to_string().contains("missing-ca.pem"), "{error}");

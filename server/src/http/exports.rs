@@ -122,7 +122,7 @@ pub(crate) async fn audit_csv(
 /// The query of an import: `override`, the reason for importing although the student is blocked
 /// or has handed in.
 #[derive(Debug, Deserialize)]
-struct ImportQuery {
+pub(crate) struct ImportQuery {
     #[serde(rename = "override")]
     overriding: Option<String>,
 }
