@@ -96,9 +96,8 @@ async fn a_second_install_whose_first_read_of_the_answers_failed_never_shows_sav
         "written on the first computer"
     );
     assert_eq!(exam.answers["q1"], "written on the second computer");
-    let file = dir.path().join("export.json");
-    second.engine.export(&file).await.unwrap();
-    let export = invigil_client::export::read(&file).unwrap();
+    let summary = second.engine.export(dir.path()).await.unwrap();
+    let export = invigil_client::export::read(std::path::Path::new(&summary.path)).unwrap();
     assert_eq!(export.displaced.len(), 1);
     assert_eq!(
         (

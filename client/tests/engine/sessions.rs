@@ -284,14 +284,13 @@ async fn answers_a_student_left_waiting_stay_listed_and_exportable_after_someone
             answers: 1
         }]
     );
-    let file = dir.path().join("alice.json");
     let summary = app
         .engine
-        .export_waiting(&url, "alice", &file)
+        .export_waiting(&url, "alice", dir.path())
         .await
         .unwrap();
     assert_eq!(summary.answers, 1);
-    let exported = export::read(&file).unwrap();
+    let exported = export::read(std::path::Path::new(&summary.path)).unwrap();
     assert_eq!(exported.username, "alice");
     assert_eq!(exported.answers[0].content, "alice's answer");
 }
