@@ -1,6 +1,6 @@
 //! Accounts and sessions: create users, sign in and out, who am I, revoke.
 
-use super::{ApiJson, Routes};
+use super::{ApiJson, Routes, openapi};
 use crate::app::AppState;
 use crate::auth::throttle::{client_address, in_exam_network};
 use crate::auth::{Caller, foreign_origin, new_token, session_cookie, token_hash};
@@ -72,11 +72,11 @@ pub async fn create_account(
     request_body = CreateUser,
     responses(
         (status = 201, description = "The account", body = User),
-        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
-        (status = 409, description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`", body = invigil_protocol::ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+        openapi::BadRequest,
+        openapi::NoSession,
+        openapi::Forbidden,
+        openapi::PhaseConflict,
+        openapi::TooLarge
     )
 )]
 #[tracing::instrument(skip_all, fields(username = %loggable(&body.username), role = ?body.role))]
@@ -106,9 +106,9 @@ pub(crate) async fn create_user(
     responses(
         (status = 200, description = "Signed in; also sets the cookie `invigil_session`", body = LoginResponse),
         (status = 401, description = "`invalid_credentials`", body = invigil_protocol::ErrorBody),
-        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody),
+        openapi::BadRequest,
+        openapi::Forbidden,
+        openapi::TooLarge,
         (status = 429, description = "`too_many_attempts` (sign-ins) or `too_many_streams`; see `Retry-After`", body = invigil_protocol::ErrorBody),
         (status = 503, description = "`server_busy`: sign-ins are queued too long; see `Retry-After`", body = invigil_protocol::ErrorBody)
     )
@@ -214,8 +214,8 @@ pub(crate) async fn login(
     tag = "accounts",
     responses(
         (status = 204, description = "Signed out; the cookie is cleared"),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody)
+        openapi::NoSession,
+        openapi::Forbidden
     )
 )]
 #[tracing::instrument(skip_all, fields(session_id = %caller.session.id))]
@@ -243,7 +243,7 @@ pub(crate) async fn logout(
     tag = "accounts",
     responses(
         (status = 200, description = "The signed-in user", body = User),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody)
+        openapi::NoSession
     )
 )]
 pub(crate) async fn me(caller: Caller) -> Json<User> {
@@ -257,8 +257,8 @@ pub(crate) async fn me(caller: Caller) -> Json<User> {
     params(("username" = String, Path, description = "The user")),
     responses(
         (status = 204, description = "Every session of the user ended"),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        openapi::NoSession,
+        openapi::Forbidden,
         (status = 404, description = "`not_found`: no such user", body = invigil_protocol::ErrorBody)
     )
 )]

@@ -1,7 +1,7 @@
 //! Answers over HTTP: save one, read them back.
 
 use super::evaluations::{eligible, owned};
-use super::{ApiJson, Routes};
+use super::{ApiJson, Routes, openapi};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::domain::{Revision, check_content};
@@ -32,13 +32,13 @@ pub fn routes() -> Routes {
     params(("id" = String, Path, description = "The evaluation"), ("question_id" = String, Path, description = "The question")),
     responses(
         (status = 200, description = "Stored (or already newer)", body = SaveAck),
-        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
-        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
-        (status = 409, description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`", body = invigil_protocol::ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody),
-        (status = 423, description = "`blocked`: the student is blocked in this evaluation", body = invigil_protocol::ErrorBody)
+        openapi::BadRequest,
+        openapi::NoSession,
+        openapi::Forbidden,
+        openapi::NoEvaluation,
+        openapi::PhaseConflict,
+        openapi::TooLarge,
+        openapi::Blocked
     )
 )]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id, question_id = %question_id, user = %caller.user().username))]
@@ -88,10 +88,10 @@ pub(crate) struct Whose {
     params(("id" = String, Path, description = "The evaluation"), Whose),
     responses(
         (status = 200, description = "The answers held", body = Vec<Answer>),
-        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
-        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody)
+        openapi::BadRequest,
+        openapi::NoSession,
+        openapi::Forbidden,
+        openapi::NoEvaluation
     )
 )]
 pub(crate) async fn list(
@@ -138,9 +138,9 @@ pub(crate) async fn list(
     params(("id" = String, Path, description = "The evaluation"), ("username" = String, Path, description = "The user")),
     responses(
         (status = 200, description = "A student's answers with where each came from", body = Vec<StaffAnswer>),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
-        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody)
+        openapi::NoSession,
+        openapi::Forbidden,
+        openapi::NoEvaluation
     )
 )]
 pub(crate) async fn with_sources(

@@ -1,7 +1,7 @@
 //! Evaluations: create, list, read, phases, end times, access lists, join, submit, participants,
 //! unblock and the audit log.
 
-use super::{ApiJson, Routes};
+use super::{ApiJson, Routes, openapi};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::domain::{self, new_id};
@@ -89,10 +89,10 @@ pub async fn eligible(state: &AppState, caller: &Caller, id: &str) -> Result<Par
     request_body = CreateEvaluation,
     responses(
         (status = 201, description = "The evaluation, a draft", body = Evaluation),
-        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+        openapi::BadRequest,
+        openapi::NoSession,
+        openapi::Forbidden,
+        openapi::TooLarge
     )
 )]
 #[tracing::instrument(skip_all, fields(user = %caller.user().username))]
@@ -127,7 +127,7 @@ pub(crate) async fn create(
     tag = "evaluations",
     responses(
         (status = 200, description = "The evaluations the caller may see", body = Vec<Evaluation>),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody)
+        openapi::NoSession
     )
 )]
 pub(crate) async fn list(
@@ -149,8 +149,8 @@ pub(crate) async fn list(
     params(("id" = String, Path, description = "The evaluation")),
     responses(
         (status = 200, description = "The evaluation, with the student's participation for a student", body = EvaluationDetail),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody)
+        openapi::NoSession,
+        openapi::NoEvaluation
     )
 )]
 pub(crate) async fn read(
@@ -184,12 +184,12 @@ pub(crate) async fn read(
     params(("id" = String, Path, description = "The evaluation")),
     responses(
         (status = 200, description = "The evaluation in its new phase", body = Evaluation),
-        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
-        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
-        (status = 409, description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`", body = invigil_protocol::ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+        openapi::BadRequest,
+        openapi::NoSession,
+        openapi::Forbidden,
+        openapi::NoEvaluation,
+        openapi::PhaseConflict,
+        openapi::TooLarge
     )
 )]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id, phase = %body.phase))]
@@ -219,12 +219,12 @@ pub(crate) async fn set_phase(
     params(("id" = String, Path, description = "The evaluation")),
     responses(
         (status = 200, description = "The evaluation with its new end", body = Evaluation),
-        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
-        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
-        (status = 409, description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`", body = invigil_protocol::ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+        openapi::BadRequest,
+        openapi::NoSession,
+        openapi::Forbidden,
+        openapi::NoEvaluation,
+        openapi::PhaseConflict,
+        openapi::TooLarge
     )
 )]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id))]
@@ -251,11 +251,11 @@ pub(crate) async fn set_ends_at(
     params(("id" = String, Path, description = "The evaluation")),
     responses(
         (status = 200, description = "The access list as stored", body = AccessList),
-        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
-        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+        openapi::BadRequest,
+        openapi::NoSession,
+        openapi::Forbidden,
+        openapi::NoEvaluation,
+        openapi::TooLarge
     )
 )]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id, students = body.students.len()))]
@@ -308,9 +308,9 @@ pub(crate) async fn set_access(
     params(("id" = String, Path, description = "The evaluation")),
     responses(
         (status = 200, description = "The access list", body = AccessList),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
-        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody)
+        openapi::NoSession,
+        openapi::Forbidden,
+        openapi::NoEvaluation
     )
 )]
 pub(crate) async fn read_access(
@@ -331,11 +331,11 @@ pub(crate) async fn read_access(
     params(("id" = String, Path, description = "The evaluation")),
     responses(
         (status = 200, description = "The student's participation", body = Participation),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        openapi::NoSession,
         (status = 403, description = "`forbidden` (not a student) or `not_on_access_list`", body = invigil_protocol::ErrorBody),
-        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
-        (status = 409, description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`", body = invigil_protocol::ErrorBody),
-        (status = 423, description = "`blocked`: the student is blocked in this evaluation", body = invigil_protocol::ErrorBody)
+        openapi::NoEvaluation,
+        openapi::PhaseConflict,
+        openapi::Blocked
     )
 )]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id, user = %caller.user().username))]
@@ -356,11 +356,11 @@ pub(crate) async fn join(
     params(("id" = String, Path, description = "The evaluation")),
     responses(
         (status = 200, description = "The participation, submitted", body = Participation),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        openapi::NoSession,
         (status = 403, description = "`forbidden` (not a student) or `not_on_access_list`", body = invigil_protocol::ErrorBody),
-        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
-        (status = 409, description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`", body = invigil_protocol::ErrorBody),
-        (status = 423, description = "`blocked`: the student is blocked in this evaluation", body = invigil_protocol::ErrorBody)
+        openapi::NoEvaluation,
+        openapi::PhaseConflict,
+        openapi::Blocked
     )
 )]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id, user = %caller.user().username))]
@@ -392,9 +392,9 @@ async fn eligible_or_refused(state: &AppState, caller: &Caller, id: &str) -> Res
     params(("id" = String, Path, description = "The evaluation")),
     responses(
         (status = 200, description = "One row per student on the list or who joined", body = Vec<Participant>),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
-        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody)
+        openapi::NoSession,
+        openapi::Forbidden,
+        openapi::NoEvaluation
     )
 )]
 pub(crate) async fn participants(
@@ -417,12 +417,12 @@ pub(crate) async fn participants(
     params(("id" = String, Path, description = "The evaluation"), ("username" = String, Path, description = "The user")),
     responses(
         (status = 200, description = "The participation, unblocked", body = Participation),
-        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
-        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
-        (status = 409, description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`", body = invigil_protocol::ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+        openapi::BadRequest,
+        openapi::NoSession,
+        openapi::Forbidden,
+        openapi::NoEvaluation,
+        openapi::PhaseConflict,
+        openapi::TooLarge
     )
 )]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id, username = %username))]
@@ -451,10 +451,10 @@ pub(crate) async fn unblock(
     params(("id" = String, Path, description = "The evaluation"), AuditFilter),
     responses(
         (status = 200, description = "The audit log, oldest first", body = Vec<AuditEntry>),
-        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
-        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody)
+        openapi::BadRequest,
+        openapi::NoSession,
+        openapi::Forbidden,
+        openapi::NoEvaluation
     )
 )]
 pub(crate) async fn audit(
@@ -481,12 +481,12 @@ pub(crate) async fn audit(
     params(("id" = String, Path, description = "The evaluation")),
     responses(
         (status = 200, description = "The evaluation as changed", body = Evaluation),
-        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
-        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
-        (status = 409, description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`", body = invigil_protocol::ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+        openapi::BadRequest,
+        openapi::NoSession,
+        openapi::Forbidden,
+        openapi::NoEvaluation,
+        openapi::PhaseConflict,
+        openapi::TooLarge
     )
 )]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id))]

@@ -3,7 +3,7 @@
 //! answers reached the server.
 
 use super::evaluations::owned;
-use super::{ApiBytes, Routes};
+use super::{ApiBytes, Routes, openapi};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::domain::OverrideReason;
@@ -63,9 +63,9 @@ fn csv_download(name: &str, body: String) -> Result<Response> {
     params(("id" = String, Path, description = "The evaluation")),
     responses(
         (status = 200, description = "Every stored answer, one row each", content_type = "text/csv", body = String),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
-        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody)
+        openapi::NoSession,
+        openapi::Forbidden,
+        openapi::NoEvaluation
     )
 )]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id))]
@@ -91,10 +91,10 @@ pub(crate) async fn answers_csv(
     params(("id" = String, Path, description = "The evaluation"), AuditFilter),
     responses(
         (status = 200, description = "The audit log, filtered", content_type = "text/csv", body = String),
-        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
-        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody)
+        openapi::BadRequest,
+        openapi::NoSession,
+        openapi::Forbidden,
+        openapi::NoEvaluation
     )
 )]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id))]
@@ -138,13 +138,13 @@ pub(crate) struct ImportQuery {
     ),
     responses(
         (status = 200, description = "What was stored and what was skipped, and why", body = ImportReport),
-        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
-        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
+        openapi::BadRequest,
+        openapi::NoSession,
+        openapi::Forbidden,
+        openapi::NoEvaluation,
         (status = 409, description = "`not_participating`: the student has handed in (without `override`)", body = invigil_protocol::ErrorBody),
         (status = 423, description = "`blocked`: the student is blocked (without `override`)", body = invigil_protocol::ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+        openapi::TooLarge
     )
 )]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id, bytes = body.len()))]

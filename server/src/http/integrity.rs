@@ -1,7 +1,7 @@
 //! Proctoring's integrity events over HTTP (`POST /api/evaluations/{id}/integrity`), the form of
 //! the socket's `INTEGRITY_EVENT` for clients without a socket; both go through [`report`].
 
-use super::{ApiJson, Routes};
+use super::{ApiJson, Routes, openapi};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::domain;
@@ -40,12 +40,12 @@ pub async fn report(state: &AppState, user: &User, event: IntegrityEvent) -> Res
     params(("id" = String, Path, description = "The evaluation")),
     responses(
         (status = 200, description = "Stored (or stored before, with the same `event_id`)", body = IntegrityAck),
-        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
+        openapi::BadRequest,
+        openapi::NoSession,
         (status = 403, description = "`forbidden` (not a student, or a cookie request from a foreign Origin) or `not_on_access_list`", body = invigil_protocol::ErrorBody),
-        (status = 404, description = "`not_found`: no such evaluation (or not one the caller may see)", body = invigil_protocol::ErrorBody),
+        openapi::NoEvaluation,
         (status = 409, description = "`not_participating`: the student has not joined this evaluation", body = invigil_protocol::ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+        openapi::TooLarge
     )
 )]
 #[tracing::instrument(skip_all, fields(evaluation_id = %id, user = %caller.user().username))]

@@ -142,8 +142,8 @@ pub(crate) async fn healthz() -> &'static str {
     tag = "service",
     responses(
         (status = 200, description = "The metrics, OpenMetrics text", content_type = "application/openmetrics-text", body = String),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody)
+        openapi::NoSession,
+        openapi::Forbidden
     )
 )]
 pub(crate) async fn metrics(

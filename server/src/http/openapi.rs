@@ -103,3 +103,69 @@ pub(crate) async fn serve() -> Response {
     });
     ([(header::CONTENT_TYPE, "application/json")], json.as_str()).into_response()
 }
+
+// The error answers many routes share, each written once as a response of its own, named in the
+// `responses(...)` of the handlers' `#[utoipa::path]` beside their own statuses: one text per
+// status, so two routes never describe the same refusal two ways.
+// Only their types are read (by the derive), so none is ever built.
+#[allow(dead_code)]
+mod shared {
+    use invigil_protocol::ErrorBody;
+
+    /// 401 for any route that needs a session.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 401,
+        description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session"
+    )]
+    pub(crate) struct NoSession(ErrorBody);
+
+    /// 403 for a route the caller's role may not use.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 403,
+        description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)"
+    )]
+    pub(crate) struct Forbidden(ErrorBody);
+
+    /// 400 for a body or parameter that is not valid.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 400,
+        description = "`bad_request`: the body or a parameter is not valid"
+    )]
+    pub(crate) struct BadRequest(ErrorBody);
+
+    /// 413 for a body over the limit.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 413,
+        description = "`payload_too_large`: the body is over 4 MiB"
+    )]
+    pub(crate) struct TooLarge(ErrorBody);
+
+    /// 404 for an evaluation that does not exist or that the caller may not see.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 404,
+        description = "`not_found`: no such evaluation (or not one the caller may see)"
+    )]
+    pub(crate) struct NoEvaluation(ErrorBody);
+
+    /// 409 for what the evaluation's phase or the student's participation does not allow.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 409,
+        description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`"
+    )]
+    pub(crate) struct PhaseConflict(ErrorBody);
+
+    /// 423 for a student who is blocked in the evaluation.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 423,
+        description = "`blocked`: the student is blocked in this evaluation"
+    )]
+    pub(crate) struct Blocked(ErrorBody);
+}
+pub(crate) use shared::*;

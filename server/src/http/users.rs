@@ -2,7 +2,7 @@
 //! students from CSV, and resetting a password.
 
 use super::accounts::require_admin;
-use super::{ApiBytes, ApiJson, Routes};
+use super::{ApiBytes, ApiJson, Routes, openapi};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::auth::hashing::Hashing;
@@ -34,8 +34,8 @@ pub fn routes() -> Routes {
     tag = "users",
     responses(
         (status = 200, description = "Every account", body = Vec<UserSummary>),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody)
+        openapi::NoSession,
+        openapi::Forbidden
     )
 )]
 pub(crate) async fn list(
@@ -170,11 +170,11 @@ async fn hash_all(hashing: &Hashing, lines: Vec<RosterLine>) -> Result<Vec<NewAc
     request_body(content = String, content_type = "text/csv", description = "A roster: `username,password[,display_name]` per line"),
     responses(
         (status = 201, description = "Every line's account was created", body = UsersImported),
-        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
-        (status = 409, description = "`invalid_transition`, `not_open`, `not_participating` or `conflict`", body = invigil_protocol::ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+        openapi::BadRequest,
+        openapi::NoSession,
+        openapi::Forbidden,
+        openapi::PhaseConflict,
+        openapi::TooLarge
     )
 )]
 #[tracing::instrument(skip_all, fields(bytes = body.len()))]
@@ -224,11 +224,11 @@ pub async fn reset(
     params(("username" = String, Path, description = "The user")),
     responses(
         (status = 200, description = "The password was reset", body = PasswordReset),
-        (status = 400, description = "`bad_request`: the body or a parameter is not valid", body = invigil_protocol::ErrorBody),
-        (status = 401, description = "`unauthenticated`, `session_invalidated` or `session_expired`: no valid session", body = invigil_protocol::ErrorBody),
-        (status = 403, description = "`forbidden`: the caller may not do this (or a cookie request from a foreign Origin)", body = invigil_protocol::ErrorBody),
+        openapi::BadRequest,
+        openapi::NoSession,
+        openapi::Forbidden,
         (status = 404, description = "`not_found`: no such user", body = invigil_protocol::ErrorBody),
-        (status = 413, description = "`payload_too_large`: the body is over 4 MiB", body = invigil_protocol::ErrorBody)
+        openapi::TooLarge
     )
 )]
 #[tracing::instrument(skip_all, fields(username = %loggable(&username)))]
