@@ -13,8 +13,9 @@
 //! - [`rows`]: stored values read back into domain values, for every engine.
 //! - [`sqlite`]: the embedded engine: WAL with `synchronous=FULL`, every write through one writer
 //!   task that commits in groups.
-//! - [`postgres`]: the engine for several nodes on one database: one transaction per operation,
-//!   events carried to every node with LISTEN/NOTIFY, presence and node heartbeats in tables.
+//! - [`postgres`]: the engine for several nodes on one database: one transaction per operation
+//!   (answer saves: one per group of saves arriving together), events carried to every node with
+//!   LISTEN/NOTIFY, presence and node heartbeats in tables.
 
 pub mod imports;
 pub mod integrity;

@@ -6,7 +6,9 @@
 //! first (the participation for saves, submits and unblocks; the evaluation for phase, end and
 //! access changes; the user for sign-ins, revocations and presence), so that two nodes never both
 //! act on the same old state; a transaction that still meets a deadlock or a serialization failure
-//! is run again. Every decision is [`rules`](super::rules)'s, as on SQLite.
+//! is run again. Every decision is [`rules`](super::rules)'s, as on SQLite. Answer saves are the
+//! exception to one transaction each: [`saves`] stores the saves that reach a node together in one
+//! transaction (group commit), as SQLite's writer does.
 //!
 //! Several nodes share one database, so live connections must hear of changes committed anywhere:
 //! each transaction stores its events, as one JSON array, in the `events` table and announces the
@@ -32,11 +34,11 @@
 //! connections, and the locks they held, within half a minute. (sqlx has no keepalive option for
 //! its own end of the socket; the node's side of a dead link is found by the echo.)
 //!
-//! Lateness is judged by the database's clock when a save arrives (its transaction's start), not
-//! the node's: nodes whose clocks disagree still judge one save alike.
+//! Lateness is judged by the database's clock when a save arrives (its group's transaction's
+//! start), not the node's: nodes whose clocks disagree still judge one save alike.
 
-use super::rows::{access, blocked_reason, opt_ts, phase, role, status, stored, ts};
-use super::rules::{self, Digest, OnTimeAction, SaveDecision};
+use super::rows::{access, blocked_reason, opt_ts, phase, role, status, ts};
+use super::rules;
 use super::{
     Account, AnswerImport, AnswerRecord, Board, ConnectionChange, Counted, EvaluationEdit,
     EvaluationRecord, NewAccount, NewAnswer, NewEvaluation, Presence, SESSION_IDLE_LIMIT_MS,
@@ -57,7 +59,6 @@ use invigil_protocol::{
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,38 +118,9 @@ pub struct PostgresStore {
     engine: Engine,
     stop: CancellationToken,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
-    turns: Turns,
+    saves: saves::Batcher,
     barriers: Arc<Barriers>,
     feed: Arc<Feed>,
-}
-
-/// One queue per student on this node, so that a student's saves are stored in the order they
-/// arrived, as SQLite's single writer stores them: a client that pipelines revisions 3 and 4 of an
-/// answer gets each acknowledged with its own revision, never 3 with the 4 that overtook it. (The
-/// row locks alone would keep the saves consistent, but in whatever order the pool ran them.)
-#[derive(Default)]
-struct Turns(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
-
-impl Turns {
-    /// Runs `op` once every earlier save of this student on this node is done (first come, first
-    /// served: tokio's mutex is fair).
-    async fn in_turn<T>(&self, user_id: &str, op: impl Future<Output = T>) -> T {
-        let turn = self.lock().entry(user_id.to_owned()).or_default().clone();
-        let result = {
-            let _guard = turn.lock().await;
-            op.await
-        };
-        let mut turns = self.lock();
-        // Only the map and this call hold it: nobody is waiting, forget it.
-        if Arc::strong_count(&turn) == 2 {
-            turns.remove(user_id);
-        }
-        result
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
 /// Runs `$op` (an expression using `$conn` and `$events`) in a transaction, again if it meets a
@@ -178,6 +150,7 @@ macro_rules! atomically {
 mod console;
 mod feed;
 mod integrity;
+mod saves;
 mod throttle;
 
 use feed::Feed;
@@ -282,7 +255,8 @@ impl PostgresStore {
         let engine = Engine { pool, node };
         let stop = CancellationToken::new();
         let barriers = Arc::new(Barriers::default());
-        let tasks = vec![
+        let (saves, save_tasks) = saves::Batcher::start(&engine, &stop);
+        let mut tasks = vec![
             tokio::spawn(relay(
                 engine.clone(),
                 listener,
@@ -307,12 +281,13 @@ impl PostgresStore {
                 stop.clone(),
             )),
         ];
+        tasks.extend(save_tasks);
         tracing::info!(node = %engine.node, "joined the cluster");
         Ok(Self {
             engine,
             stop,
             tasks: std::sync::Mutex::new(tasks),
-            turns: Turns::default(),
+            saves,
             barriers,
             feed,
         })
@@ -1575,132 +1550,6 @@ async fn unblock_op(
     participation_events(conn, &record, &student, UpdateReason::Unblocked, events).await
 }
 
-async fn save_answer_op(
-    conn: &mut PgConnection,
-    events: &mut Vec<Event>,
-    student: &User,
-    answer: &NewAnswer,
-    arrived: &std::sync::OnceLock<i64>,
-) -> Result<SaveAck> {
-    // Saves of one participation run one at a time, whichever node they reach: the second of two
-    // concurrent saves of one revision sees the first and changes nothing.
-    lock_participation(conn, &answer.evaluation_id, &student.id).await?;
-    let row = sqlx::query(&format!(
-        "SELECT e.phase, e.ends_at, e.access, e.owner_id, {ARRIVED_MS} AS arrived_ms,
-            EXISTS (SELECT 1 FROM access_list al WHERE al.evaluation_id = e.id AND al.user_id = $2) AS on_list,
-            e.questions @> jsonb_build_array(jsonb_build_object('id', $3::TEXT)) AS has_question,
-            p.status, a.revision, a.late, a.content_sha256,
-            CASE WHEN a.content_sha256 IS NULL THEN a.content END AS legacy_content
-         FROM evaluations e
-         LEFT JOIN participations p ON p.evaluation_id = e.id AND p.user_id = $2
-         LEFT JOIN answers a ON a.evaluation_id = e.id AND a.user_id = $2 AND a.question_id = $3
-         WHERE e.id = $1"
-    ))
-    .bind(&answer.evaluation_id)
-    .bind(&student.id)
-    .bind(&answer.question_id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| {
-        Error::not_found(format!(
-            "There is no evaluation `{}`.",
-            answer.evaluation_id
-        ))
-    })?;
-    let owner_id: String = row.try_get("owner_id")?;
-    let eligible = rules::eligible(access(row.try_get("access")?), row.try_get("on_list")?);
-    rules::check_save(
-        eligible,
-        row.try_get("has_question")?,
-        status(row.try_get("status")?)?,
-    )
-    .map_err(rules::reject_error)?;
-    // The database's clock when the save arrived (its first attempt's, if it ran again): every
-    // node judges a save by the same clock, whatever its own says.
-    let arrived_ms: i64 = row.try_get("arrived_ms")?;
-    let now = Timestamp::from_unix_ms(*arrived.get_or_init(|| arrived_ms))
-        .ok_or_else(|| Error::internal("the database's clock is out of range"))?;
-    let late = rules::is_late(
-        phase(row.try_get("phase")?)?,
-        opt_ts(row.try_get("ends_at")?)?,
-        now,
-    );
-    let stored = stored(
-        row.try_get("revision")?,
-        row.try_get("late")?,
-        row.try_get("content_sha256")?,
-        row.try_get("legacy_content")?,
-    )?;
-    let revision = answer.revision.get();
-    let digest = Digest::of(&answer.content);
-    let on_time = match rules::decide_save(stored, revision, digest, late) {
-        SaveDecision::Conflict => {
-            return Err(rules::reject_error(invigil_protocol::RejectCode::Conflict));
-        }
-        SaveDecision::Keep { revision, late } => {
-            return Ok(SaveAck {
-                question_id: answer.question_id.clone(),
-                revision,
-                late,
-            });
-        }
-        SaveDecision::Write { on_time, .. } => on_time,
-    };
-    let action: i32 = match on_time {
-        OnTimeAction::Clear => 0,
-        OnTimeAction::KeepStored => 1,
-        OnTimeAction::Unchanged => 2,
-    };
-    sqlx::query(
-        "INSERT INTO answers (evaluation_id, user_id, question_id, revision, content, saved_at, late, content_sha256)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $9)
-         ON CONFLICT (evaluation_id, user_id, question_id) DO UPDATE SET
-           on_time_revision = CASE $8 WHEN 1 THEN answers.revision WHEN 2 THEN answers.on_time_revision END,
-           on_time_content = CASE $8 WHEN 1 THEN answers.content WHEN 2 THEN answers.on_time_content END,
-           on_time_saved_at = CASE $8 WHEN 1 THEN answers.saved_at WHEN 2 THEN answers.on_time_saved_at END,
-           revision = excluded.revision, content = excluded.content,
-           saved_at = excluded.saved_at, late = excluded.late, source = NULL,
-           content_sha256 = excluded.content_sha256
-         WHERE answers.revision < excluded.revision",
-    )
-    .bind(&answer.evaluation_id)
-    .bind(&student.id)
-    .bind(&answer.question_id)
-    .bind(revision as i64)
-    .bind(&answer.content)
-    .bind(now.unix_ms())
-    .bind(late)
-    .bind(action)
-    .bind(digest.as_bytes())
-    .execute(&mut *conn)
-    .await?;
-    if late {
-        audit(
-            conn,
-            &answer.evaluation_id,
-            AuditKind::LateAnswer,
-            Some(&student.username),
-            None,
-            &rules::late_answer_detail(&answer.question_id, revision),
-        )
-        .await?;
-    }
-    // The board counts answers and late answers.
-    if stored.is_none_or(|s| s.late != late) {
-        let row = participant_row(conn, &answer.evaluation_id, &student.id).await?;
-        events.push(Event::Participant(ParticipantEvent {
-            evaluation_id: answer.evaluation_id.clone(),
-            owner_id,
-            row,
-        }));
-    }
-    Ok(SaveAck {
-        question_id: answer.question_id.clone(),
-        revision,
-        late,
-    })
-}
-
 #[async_trait]
 impl Store for PostgresStore {
     async fn create_account(&self, new: NewAccount) -> Result<User> {
@@ -2035,13 +1884,7 @@ impl Store for PostgresStore {
     }
 
     async fn save_answer(&self, student: &User, answer: NewAnswer) -> Result<SaveAck> {
-        let save = async {
-            let arrived = std::sync::OnceLock::new();
-            atomically!(&self.engine, |conn, events| save_answer_op(
-                conn, events, student, &answer, &arrived
-            ))
-        };
-        self.turns.in_turn(&student.id, save).await
+        self.saves.save(student, answer).await
     }
 
     async fn answers(&self, evaluation_id: &str, student_id: &str) -> Result<Vec<Answer>> {
@@ -2224,47 +2067,6 @@ mod tests {
         assert_eq!(expiry_ms(5000), 15_000);
         assert_eq!(expiry_ms(100), MIN_EXPIRY_MS);
         assert_eq!(expiry_ms(i64::MAX), i64::MAX);
-    }
-
-    #[tokio::test]
-    async fn a_students_saves_take_their_turns_in_arrival_order() {
-        let turns = Arc::new(Turns::default());
-        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (release, hold) = tokio::sync::oneshot::channel::<()>();
-        // The first save holds its turn until released; the others queue behind it in order.
-        let first = {
-            let (turns, order) = (turns.clone(), order.clone());
-            tokio::spawn(async move {
-                turns
-                    .in_turn("alice", async {
-                        let _ = hold.await;
-                        order.lock().unwrap().push(0);
-                    })
-                    .await
-            })
-        };
-        tokio::task::yield_now().await;
-        let mut later = Vec::new();
-        for i in 1..=5 {
-            let (turns, order) = (turns.clone(), order.clone());
-            later.push(tokio::spawn(async move {
-                turns
-                    .in_turn("alice", async { order.lock().unwrap().push(i) })
-                    .await
-            }));
-            // Each queues before the next one starts.
-            tokio::task::yield_now().await;
-        }
-        release.send(()).unwrap();
-        first.await.unwrap();
-        for task in later {
-            task.await.unwrap();
-        }
-        assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4, 5]);
-        assert!(
-            turns.lock().is_empty(),
-            "no queue is kept once nobody waits"
-        );
     }
 
     #[test]
