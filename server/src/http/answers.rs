@@ -1,6 +1,6 @@
 //! Answers over HTTP: save one, read them back.
 
-use super::evaluations::{eligible, owned};
+use super::evaluations::{eligible, owned, student};
 use super::{ApiJson, Routes};
 use crate::app::AppState;
 use crate::auth::Caller;
@@ -119,13 +119,8 @@ pub(crate) async fn list(
     let username = whose
         .username
         .ok_or_else(|| Error::bad_request("Name the student: `?username=...`."))?;
-    let account = state
-        .store
-        .account(&username)
-        .await?
-        .filter(|a| a.user.role == Role::Student)
-        .ok_or_else(|| Error::not_found(format!("There is no student `{username}`.")))?;
-    Ok(Json(state.store.answers(&id, &account.user.id).await?))
+    let student = student(&state, &username).await?;
+    Ok(Json(state.store.answers(&id, &student.id).await?))
 }
 
 /// `GET /api/evaluations/{id}/students/{username}/answers` (owner, admin; an addition to the
@@ -149,16 +144,8 @@ pub(crate) async fn with_sources(
     Path((id, username)): Path<(String, String)>,
 ) -> Result<Json<Vec<StaffAnswer>>> {
     owned(&state, &caller, &id).await?;
-    let account = state
-        .store
-        .account(&username)
-        .await?
-        .filter(|a| a.user.role == Role::Student)
-        .ok_or_else(|| Error::not_found(format!("There is no student `{username}`.")))?;
-    let records = state
-        .store
-        .answer_records(&id, Some(&account.user.id))
-        .await?;
+    let student = student(&state, &username).await?;
+    let records = state.store.answer_records(&id, Some(&student.id)).await?;
     Ok(Json(
         records
             .into_iter()
