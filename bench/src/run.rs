@@ -400,6 +400,7 @@ impl Conductor {
                 status: ParticipationStatus::NotStarted,
                 blocked_reason: None,
                 access: true,
+                proctoring_exempt: Default::default(),
             },
         };
         let payload_file = paths.work.join("payload.json");

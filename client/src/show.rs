@@ -222,6 +222,7 @@ mod tests {
                 blocked_reason: (status == ParticipationStatus::Blocked)
                     .then_some(BlockedReason::SecondSignIn),
                 access: true,
+                proctoring_exempt: Default::default(),
             },
         }
     }

@@ -301,3 +301,75 @@ pub struct AnswerEvent {
     /// Answers waiting on this computer, in all evaluations.
     pub pending_total: usize,
 }
+
+/// The proctoring settings this student's app applies in an evaluation: the evaluation's own
+/// (`settings`), with every setting the student is exempt from (`exempt`: their participation's
+/// `proctoring_exempt`, an accommodation granted by staff) turned off. Every place that builds an
+/// evaluation view's proctoring settings goes through here, so an accommodation is honoured
+/// everywhere or nowhere. `brief_ms` is the evaluation's: it decides nothing on this computer.
+pub fn effective_proctoring(
+    settings: invigil_protocol::Proctoring,
+    exempt: invigil_protocol::SettingSet,
+) -> invigil_protocol::Proctoring {
+    use invigil_protocol::ProctoringSetting;
+    let mut effective = settings;
+    for setting in exempt.iter() {
+        match setting {
+            ProctoringSetting::Fullscreen => effective.fullscreen = false,
+            ProctoringSetting::ReportFocus => effective.report_focus = false,
+            ProctoringSetting::BlockClipboard => effective.block_clipboard = false,
+            ProctoringSetting::SingleDisplay => effective.single_display = false,
+        }
+    }
+    effective
+}
+
+#[cfg(test)]
+mod tests {
+    use super::effective_proctoring;
+    use invigil_protocol::{Proctoring, ProctoringSetting, SettingSet};
+
+    fn everything() -> Proctoring {
+        Proctoring {
+            fullscreen: true,
+            report_focus: true,
+            block_clipboard: true,
+            single_display: true,
+            brief_ms: 3000,
+        }
+    }
+
+    #[test]
+    fn an_exempt_setting_is_off_and_the_others_apply() {
+        let effective = effective_proctoring(
+            everything(),
+            [
+                ProctoringSetting::BlockClipboard,
+                ProctoringSetting::SingleDisplay,
+            ]
+            .into_iter()
+            .collect(),
+        );
+        assert_eq!(
+            effective,
+            Proctoring {
+                block_clipboard: false,
+                single_display: false,
+                ..everything()
+            }
+        );
+    }
+
+    #[test]
+    fn no_exemption_leaves_the_settings_and_an_exemption_never_turns_one_on() {
+        assert_eq!(
+            effective_proctoring(everything(), SettingSet::default()),
+            everything()
+        );
+        let off = Proctoring::default();
+        assert_eq!(
+            effective_proctoring(off, ProctoringSetting::ALL.into_iter().collect()),
+            Proctoring::default()
+        );
+    }
+}

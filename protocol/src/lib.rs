@@ -616,6 +616,12 @@ pub struct Participation {
     pub blocked_reason: Option<BlockedReason>,
     /// Whether the student is eligible, whatever the phase.
     pub access: bool,
+    /// The proctoring settings this student is exempt from (an accommodation granted by the
+    /// owner or an admin); their app applies the evaluation's other settings. Omitted when
+    /// empty. (An addition to the contract.)
+    #[serde(default, skip_serializing_if = "SettingSet::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<ProctoringSetting>))]
+    pub proctoring_exempt: SettingSet,
 }
 
 /// A row of the participants board.
@@ -646,6 +652,12 @@ pub struct Participant {
     /// The student's integrity events in this evaluation, summed up (contract v2).
     #[serde(default)]
     pub integrity: IntegritySummary,
+    /// The proctoring settings the student is exempt from (an accommodation; its reason is
+    /// only in the accommodations list and the audit log). Omitted when empty. (An addition to
+    /// the contract.)
+    #[serde(default, skip_serializing_if = "SettingSet::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<ProctoringSetting>))]
+    pub proctoring_exempt: SettingSet,
 }
 
 /// `POST .../participants/{username}/unblock`.
@@ -708,6 +720,9 @@ pub enum AuditKind {
     AppRestarted,
     /// Integrity event: what the app can enforce on the student's computer.
     Capabilities,
+    /// A student's accommodation (the proctoring settings they are exempt from) was set or
+    /// removed, with who did it and why. (An addition to the contract.)
+    AccommodationChanged,
 }
 
 impl AuditKind {
@@ -736,6 +751,7 @@ impl AuditKind {
             AuditKind::DisplaysChanged => "displays_changed",
             AuditKind::AppRestarted => "app_restarted",
             AuditKind::Capabilities => "capabilities",
+            AuditKind::AccommodationChanged => "accommodation_changed",
         }
     }
 
@@ -764,6 +780,7 @@ impl AuditKind {
             AuditKind::DisplaysChanged,
             AuditKind::AppRestarted,
             AuditKind::Capabilities,
+            AuditKind::AccommodationChanged,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == text)
@@ -859,6 +876,9 @@ pub enum UpdateReason {
     Unblocked,
     /// The evaluation's proctoring settings changed.
     ProctoringChanged,
+    /// The settings this student is exempt from changed (their participation's
+    /// `proctoring_exempt`). (An addition to the contract.)
+    AccommodationChanged,
 }
 
 /// Why a session was revoked.
@@ -1339,6 +1359,156 @@ impl<T> Default for Switches<T> {
     }
 }
 
+/// One of the four proctoring switches, by its name: what an accommodation exempts a student
+/// from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ProctoringSetting {
+    /// `fullscreen`.
+    Fullscreen,
+    /// `report_focus`.
+    ReportFocus,
+    /// `block_clipboard`.
+    BlockClipboard,
+    /// `single_display`.
+    SingleDisplay,
+}
+
+impl ProctoringSetting {
+    /// Every setting, in the contract's order.
+    pub const ALL: [ProctoringSetting; 4] = [
+        ProctoringSetting::Fullscreen,
+        ProctoringSetting::ReportFocus,
+        ProctoringSetting::BlockClipboard,
+        ProctoringSetting::SingleDisplay,
+    ];
+
+    /// The contract's name for the setting.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProctoringSetting::Fullscreen => "fullscreen",
+            ProctoringSetting::ReportFocus => "report_focus",
+            ProctoringSetting::BlockClipboard => "block_clipboard",
+            ProctoringSetting::SingleDisplay => "single_display",
+        }
+    }
+
+    /// Parses the contract's name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// A set of proctoring settings, written as the list of their names in the contract's order,
+/// each once (`["block_clipboard", "single_display"]`; `[]` when empty). Kept as bits, so that the
+/// participation and the participant row, which carry it, stay as small as they were: every
+/// `EVALUATION_UPDATE` and `PARTICIPANT_UPDATE` holds one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct SettingSet(u8);
+
+impl SettingSet {
+    fn bit(setting: ProctoringSetting) -> u8 {
+        1 << (setting as u8)
+    }
+
+    /// Whether the set holds `setting`.
+    pub fn contains(self, setting: ProctoringSetting) -> bool {
+        self.0 & Self::bit(setting) != 0
+    }
+
+    /// Adds `setting`.
+    pub fn insert(&mut self, setting: ProctoringSetting) {
+        self.0 |= Self::bit(setting);
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// The settings held, in the contract's order.
+    pub fn iter(self) -> impl Iterator<Item = ProctoringSetting> {
+        ProctoringSetting::ALL
+            .into_iter()
+            .filter(move |s| self.contains(*s))
+    }
+
+    /// The settings held, in the contract's order.
+    pub fn to_vec(self) -> Vec<ProctoringSetting> {
+        self.iter().collect()
+    }
+}
+
+impl FromIterator<ProctoringSetting> for SettingSet {
+    fn from_iter<I: IntoIterator<Item = ProctoringSetting>>(settings: I) -> Self {
+        let mut set = Self::default();
+        for setting in settings {
+            set.insert(setting);
+        }
+        set
+    }
+}
+
+impl Serialize for SettingSet {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for SettingSet {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Vec::<ProctoringSetting>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
+}
+
+/// The longest reason an accommodation may give, in characters.
+pub const MAX_ACCOMMODATION_REASON_CHARS: usize = 500;
+
+/// `PUT /api/evaluations/{id}/participants/{username}/accommodation`: the settings one student is
+/// exempt from, and why (an empty `exempt` removes the accommodation). (An addition to the
+/// contract.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetAccommodation {
+    /// The settings the student is exempt from.
+    pub exempt: Vec<ProctoringSetting>,
+    /// Why, for the audit log and staff only: 1 to [`MAX_ACCOMMODATION_REASON_CHARS`]
+    /// characters.
+    pub reason: String,
+}
+
+/// A student's accommodation in one evaluation, as staff see it. (An addition to the contract.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Accommodation {
+    /// The student.
+    pub username: String,
+    /// The settings they are exempt from (empty: none, the accommodation was removed).
+    pub exempt: Vec<ProctoringSetting>,
+    /// Why.
+    pub reason: String,
+    /// Who set it.
+    pub actor: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// One stored integrity event of a student, as the owner and admins read it in the student's
+/// timeline (`GET /api/evaluations/{id}/integrity?username=`): the event as reported, with the
+/// server's receipt time beside the device's `at`. (An addition to the contract.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IntegrityRecord {
+    /// The event as the app reported it (`at` is the device's time).
+    #[serde(flatten)]
+    pub event: IntegrityEvent,
+    /// When the server stored it, by the server's clock.
+    pub received_at: Timestamp,
+}
+
 /// What an integrity event reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -1494,6 +1664,12 @@ pub struct IntegritySummary {
     pub last: Option<IntegrityLast>,
     /// What the last `capabilities` event said, if any.
     pub capabilities: Option<Capabilities>,
+    /// The `detail` of that event: why a setting is detect-only or unavailable on this computer
+    /// (omitted when there is none). (An addition to the contract.) A boxed `str`, not a
+    /// `String`: every `PARTICIPANT_UPDATE` holds a summary, and the frames stay small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub capabilities_detail: Option<Box<str>>,
 }
 
 #[cfg(test)]

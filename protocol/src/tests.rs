@@ -114,6 +114,7 @@ fn joined_participation() -> Participation {
         status: ParticipationStatus::InProgress,
         blocked_reason: None,
         access: true,
+        proctoring_exempt: SettingSet::default(),
     }
 }
 
@@ -136,6 +137,7 @@ fn connected_participant() -> Participant {
         disconnected_since: None,
         late_answers: 0,
         integrity: IntegritySummary::default(),
+        proctoring_exempt: SettingSet::default(),
     }
 }
 
@@ -819,6 +821,7 @@ fn participation_reads_and_writes_the_contract_json_with_a_null_blocked_reason()
         status: ParticipationStatus::NotStarted,
         blocked_reason: None,
         access: false,
+        proctoring_exempt: SettingSet::default(),
     };
     assert_reads_and_writes(
         json!({"evaluation_id": "e1", "username": "bob", "status": "not_started",
@@ -835,6 +838,7 @@ fn participation_of_a_blocked_student_carries_second_sign_in() {
         status: ParticipationStatus::Blocked,
         blocked_reason: Some(BlockedReason::SecondSignIn),
         access: true,
+        proctoring_exempt: SettingSet::default(),
     };
     assert_reads_and_writes(
         json!({"evaluation_id": "e1", "username": "alice", "status": "blocked",
@@ -857,6 +861,7 @@ fn participant_reads_and_writes_the_contract_json() {
         disconnected_since: Some(eleven_o_clock()),
         late_answers: 1,
         integrity: IntegritySummary::default(),
+        proctoring_exempt: SettingSet::default(),
     };
     assert_reads_and_writes(
         json!({"username": "bob", "display_name": "Bob", "status": "blocked",
@@ -880,6 +885,7 @@ fn participant_never_heard_from_has_a_null_last_seen() {
         disconnected_since: None,
         late_answers: 0,
         integrity: IntegritySummary::default(),
+        proctoring_exempt: SettingSet::default(),
     };
     assert_reads_and_writes(
         json!({"username": "carol", "display_name": "Carol", "status": "not_started",
@@ -1903,6 +1909,7 @@ fn integrity_summary_reads_and_writes_the_contract_json() {
             report_focus: Some(CapabilityLevel::Enforced),
             ..Capabilities::default()
         }),
+        capabilities_detail: None,
     };
     assert_reads_and_writes(
         json!({"events": 5, "focus_lost": 2, "brief": 1, "away_ms": 9400,
@@ -1955,4 +1962,30 @@ fn proctoring_is_given_at_creation_and_changed_by_edit_with_absent_keys_kept() {
         "owner": "prof1", "questions": []
     }));
     assert_eq!(evaluation.proctoring, Proctoring::default());
+}
+
+#[test]
+fn a_setting_set_is_written_as_names_in_the_contracts_order_each_once() {
+    let set: SettingSet = serde_json::from_value(json!([
+        "single_display",
+        "block_clipboard",
+        "single_display"
+    ]))
+    .unwrap();
+    assert_eq!(
+        serde_json::to_value(set).unwrap(),
+        json!(["block_clipboard", "single_display"])
+    );
+    assert!(set.contains(ProctoringSetting::BlockClipboard));
+    assert!(!set.contains(ProctoringSetting::Fullscreen));
+    assert_eq!(
+        serde_json::to_value(SettingSet::default()).unwrap(),
+        json!([])
+    );
+    assert!(serde_json::from_value::<SettingSet>(json!(["kiosk"])).is_err());
+    let mut exempt = joined_participation();
+    exempt.proctoring_exempt = set;
+    let mut written = joined_participation_json();
+    written["proctoring_exempt"] = json!(["block_clipboard", "single_display"]);
+    assert_reads_and_writes(written, &exempt);
 }

@@ -2,8 +2,9 @@
 
 use crate::error::Error;
 use invigil_protocol::{
-    Choice, IntegrityEvent, IntegrityKind, MAX_INTEGRITY_DETAIL_CHARS, NewQuestion,
-    ProctoringChange, Question, QuestionKind,
+    Choice, IntegrityEvent, IntegrityKind, MAX_ACCOMMODATION_REASON_CHARS,
+    MAX_INTEGRITY_DETAIL_CHARS, NewQuestion, ProctoringChange, ProctoringSetting, Question,
+    QuestionKind, SetAccommodation,
 };
 use std::collections::HashSet;
 use std::fmt;
@@ -300,6 +301,28 @@ pub fn proctoring_change(change: ProctoringChange) -> Result<ProctoringChange, E
     }
 }
 
+/// Checks an accommodation as staff sent it: the settings sorted, each once; the reason trimmed,
+/// 1 to [`MAX_ACCOMMODATION_REASON_CHARS`] characters (a removal needs one too: the audit log
+/// says why every change was made).
+pub fn accommodation(body: SetAccommodation) -> Result<(Vec<ProctoringSetting>, String), Error> {
+    let reason = body.reason.trim();
+    if reason.is_empty() {
+        return Err(Error::bad_request(
+            "An accommodation needs a `reason` (for the audit log; the student and the board \
+             never see it).",
+        ));
+    }
+    if reason.chars().nth(MAX_ACCOMMODATION_REASON_CHARS).is_some() {
+        return Err(Error::bad_request(format!(
+            "The `reason` may be at most {MAX_ACCOMMODATION_REASON_CHARS} characters long."
+        )));
+    }
+    let mut exempt = body.exempt;
+    exempt.sort();
+    exempt.dedup();
+    Ok((exempt, reason.to_owned()))
+}
+
 /// Checks an integrity event as a client sent it: `event_id` a UUID, `detail` at most
 /// [`MAX_INTEGRITY_DETAIL_CHARS`] characters, and exactly the fields its kind carries
 /// (`away_ms` for `focus_regained`, `displays` for `displays_changed`, `capabilities` for
@@ -362,6 +385,36 @@ pub fn integrity_event(event: IntegrityEvent) -> Result<IntegrityEvent, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_accommodation_is_sorted_once_each_and_needs_a_short_reason() {
+        let body = |exempt: Vec<ProctoringSetting>, reason: &str| SetAccommodation {
+            exempt,
+            reason: reason.into(),
+        };
+        let (exempt, reason) = accommodation(body(
+            vec![
+                ProctoringSetting::SingleDisplay,
+                ProctoringSetting::BlockClipboard,
+                ProctoringSetting::SingleDisplay,
+            ],
+            "  Magnifier  ",
+        ))
+        .unwrap();
+        assert_eq!(
+            exempt,
+            vec![
+                ProctoringSetting::BlockClipboard,
+                ProctoringSetting::SingleDisplay
+            ]
+        );
+        assert_eq!(reason, "Magnifier");
+        assert!(accommodation(body(vec![], "   ")).is_err());
+        let long = "x".repeat(MAX_ACCOMMODATION_REASON_CHARS + 1);
+        assert!(accommodation(body(vec![], &long)).is_err());
+        let longest = "é".repeat(MAX_ACCOMMODATION_REASON_CHARS);
+        assert!(accommodation(body(vec![], &longest)).is_ok());
+    }
 
     #[test]
     fn usernames_reject_spaces_and_empty_names() {

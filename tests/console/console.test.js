@@ -5,6 +5,7 @@
 // page (Playwright's auto-waiting locators) or on a socket event: no fixed sleeps.
 
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -333,5 +334,157 @@ test('a sign-in the server is too busy for shows a countdown and is tried again 
   await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
   assert.equal(refused, 1);
   assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
+/** Waits until the board's rows are, top to bottom, these usernames. */
+const boardOrder = (page, names) => page.waitForFunction(
+  (want) => [...document.querySelectorAll('table.board tbody tr')].map((r) => r.dataset.username).join(',') === want,
+  names.join(','),
+);
+
+test('a professor sets proctoring, sees integrity live on the board, sorts, filters, reads a timeline and accommodates a student', async () => {
+  await createUser(server.base, 'prof5', 'professor', 'Prof Five');
+  await createUser(server.base, 'gina', 'student', 'Gina Park');
+  await createUser(server.base, 'hal', 'student', 'Hal Ito');
+  await createUser(server.base, 'ivy', 'student', 'Ivy Roe');
+  const prof = await Api.login(server.base, 'prof5', PASSWORD);
+  const page = await openPage();
+  await signIn(page, 'prof5');
+
+  // The settings when creating: a bad threshold is refused with a sentence naming the limits.
+  await page.getByRole('link', { name: 'New evaluation' }).click();
+  await page.getByLabel('Title').fill('Proctored quiz');
+  await page.getByRole('button', { name: 'Add a question' }).click();
+  await page.getByLabel('Question 1', { exact: true }).fill('Define a heap');
+  await page.getByLabel('Report leaving the window').check();
+  await page.getByLabel('Block the clipboard').check();
+  const brief = page.getByLabel('Brief interruption threshold (milliseconds)');
+  for (const bad of ['two seconds', '70000', '-1']) {
+    await brief.fill(bad);
+    await page.getByRole('button', { name: 'Create evaluation' }).click();
+    await page.getByText(`The brief interruption threshold must be a whole number of milliseconds from 0 to 60000 (now "${bad}").`).waitFor();
+  }
+  await brief.fill('3000');
+  await shot(page, 'proctoring-settings');
+  await page.getByRole('button', { name: 'Create evaluation' }).click();
+  await page.getByRole('tab', { name: 'Access list', selected: true }).waitFor();
+  await page.getByText('Proctoring: report leaving the window, block the clipboard (brief under 3000 ms)').waitFor();
+  const evaluationId = decodeURIComponent(page.url().split('#/evaluations/')[1].split('/')[0]);
+  const stored = async () => (await prof.call('GET', `/api/evaluations/${evaluationId}`)).proctoring;
+  assert.deepEqual(await stored(), {
+    fullscreen: false, report_focus: true, block_clipboard: true, single_display: false, brief_ms: 3000,
+  });
+  await page.getByLabel('Students on the access list').fill('gina\nhal\nivy');
+  await page.getByRole('button', { name: 'Save the access list' }).click();
+  await page.getByText('Saved: 3 students on the list.').waitFor();
+  await page.getByRole('button', { name: 'Start the evaluation' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Start the evaluation' }).click();
+  await page.getByRole('heading', { name: /Proctored quiz/ }).getByText('In progress').waitFor();
+
+  // The settings when editing, during the exam.
+  await page.getByRole('tab', { name: 'Edit' }).click();
+  await page.getByLabel('Fullscreen').check();
+  await page.getByLabel('Block the clipboard').uncheck();
+  await page.getByLabel('Brief interruption threshold (milliseconds)').fill('2500');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await page.getByText('Saved.').waitFor();
+  await page.getByText('Proctoring: fullscreen, report leaving the window (brief under 2500 ms)').waitFor();
+  assert.deepEqual(await stored(), {
+    fullscreen: true, report_focus: true, block_clipboard: false, single_display: false, brief_ms: 2500,
+  });
+
+  // The students join; Gina's app is on the live socket.
+  const students = {};
+  for (const name of ['gina', 'hal', 'ivy']) {
+    students[name] = await Api.login(server.base, name, PASSWORD, 'Lab PC');
+    await students[name].call('POST', `/api/evaluations/${evaluationId}/join`, {});
+  }
+  const ginaApp = new StudentClient(server.base, students.gina.token);
+  await ginaApp.until((m) => m.type === 'SNAPSHOT_END');
+  await page.getByRole('tab', { name: 'Board' }).click();
+  const gina = row(page, 'gina');
+  const hal = row(page, 'hal');
+  await shows(gina, 'In progress');
+
+  // Integrity events reach the board live (no reload): Gina's device clock is an hour behind.
+  const hourAgo = (ms = 0) => new Date(Date.now() - 3_600_000 + ms).toISOString();
+  const report = (who, event) => students[who].call('POST', `/api/evaluations/${evaluationId}/integrity`, {
+    evaluation_id: evaluationId, event_id: randomUUID(), at: hourAgo(), ...event,
+  });
+  await report('gina', {
+    kind: 'capabilities',
+    capabilities: { fullscreen: 'detect_only', report_focus: 'enforced', block_clipboard: 'enforced', single_display: 'unavailable' },
+    detail: 'always-on-top refused by a Wayland compositor',
+  });
+  await report('gina', { kind: 'focus_lost' });
+  await report('gina', { kind: 'focus_regained', away_ms: 4200, at: hourAgo(4200) });
+  await gina.getByText('Left the window 1× · 4.2 s away').waitFor();
+  await report('hal', { kind: 'focus_lost' });
+  await report('hal', { kind: 'focus_regained', away_ms: 800 });
+  await hal.getByText('Left the window 1× (1 brief) · 800 ms away').waitFor();
+  await hal.getByText('2 (1 brief)').waitFor();
+  await gina.getByText(/^Came back · /).waitFor();
+  await gina.getByText('2 not enforced').waitFor();
+  assert.match(await gina.getByText('2 not enforced').getAttribute('title'), /Fullscreen: detect only.*always-on-top refused by a Wayland compositor/);
+  await gina.getByText('2 not enforced').click();
+  await gina.getByText('Single display: unavailable').waitFor();
+  await page.getByText(/· 2 left the window$/).waitFor();
+  await shot(page, 'board-proctoring');
+
+  // "Needs review": a real absence first, then a brief one, then nobody; the filter keeps those who left.
+  await page.getByLabel('Sort by').selectOption('review');
+  await boardOrder(page, ['gina', 'hal', 'ivy']);
+  await report('hal', { kind: 'focus_lost' });
+  await report('hal', { kind: 'focus_regained', away_ms: 9000 });
+  await boardOrder(page, ['hal', 'gina', 'ivy']);
+  await page.getByLabel('Show').selectOption('left');
+  await boardOrder(page, ['hal', 'gina']);
+  await page.getByLabel('Show').selectOption('all');
+  await boardOrder(page, ['hal', 'gina', 'ivy']);
+
+  // Gina's timeline: each event with the device's time and the server's, beside the audit entries.
+  await page.getByRole('button', { name: 'Timeline of gina' }).click();
+  const timeline = page.getByRole('dialog', { name: 'Timeline of Gina Park (gina)' });
+  const cameBack = timeline.getByRole('row').filter({ has: page.getByRole('rowheader', { name: 'Came back' }) });
+  await cameBack.getByText('4.2 s away').waitFor();
+  const [serverTime, deviceTime] = await cameBack.getByRole('cell').allTextContents();
+  assert.notEqual(serverTime, deviceTime, 'the device clock is an hour behind');
+  await timeline.getByRole('rowheader', { name: 'joined' }).waitFor();
+  await timeline.getByText(/Fullscreen: detect only.*always-on-top refused by a Wayland compositor/).waitFor();
+  await shot(page, 'timeline');
+  await timeline.getByRole('button', { name: 'Close' }).click();
+
+  // An accommodation: a reason is required; the board says "Accommodated", never why; Gina's app is told.
+  await page.getByRole('button', { name: 'Accommodation for gina' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Accommodation for Gina Park (gina)' });
+  await dialog.getByLabel('Fullscreen').check();
+  await dialog.getByLabel('Single display').check();
+  await dialog.getByRole('button', { name: 'Save the accommodation' }).click();
+  await dialog.getByText('Give a reason: it is kept in the audit log with your name.').waitFor();
+  await dialog.getByLabel('Reason (staff only)').fill('Magnifier on a second display');
+  await shot(page, 'accommodation');
+  await dialog.getByRole('button', { name: 'Save the accommodation' }).click();
+  await dialog.waitFor({ state: 'detached' });
+  await shows(gina, 'Accommodated');
+  assert.doesNotMatch(await gina.textContent(), /Magnifier/);
+  const told = await ginaApp.until((m) => m.type === 'EVALUATION_UPDATE' && m.reason === 'accommodation_changed');
+  assert.deepEqual(told.participation.proctoring_exempt, ['fullscreen', 'single_display']);
+  assert.equal(JSON.stringify(told).includes('Magnifier'), false);
+  await page.getByLabel('Show').selectOption('accommodated');
+  await boardOrder(page, ['gina']);
+  await page.getByLabel('Show').selectOption('all');
+
+  // Staff read the reason in the timeline and in the audit log, with who set it.
+  await page.getByRole('button', { name: 'Timeline of gina' }).click();
+  const again = page.getByRole('dialog', { name: 'Timeline of Gina Park (gina)' });
+  await again.getByText(/^Accommodated: exempt from Fullscreen, Single display\. Reason: Magnifier on a second display \(set by prof5, /).waitFor();
+  await again.getByRole('button', { name: 'Close' }).click();
+  await page.getByRole('tab', { name: 'Audit log' }).click();
+  await page.getByLabel('Kind', { exact: true }).selectOption('accommodation_changed');
+  await page.getByText('Accommodation: exempt from fullscreen, single_display. Reason: Magnifier on a second display').waitFor();
+
+  assert.deepEqual(page.problems, []);
+  ginaApp.close();
   await page.context().close();
 });

@@ -1,5 +1,6 @@
-// Creating and editing an evaluation: title, end time, access mode and questions (text, code, or
-// choice). Questions can change only while the evaluation is a draft.
+// Creating and editing an evaluation: title, end time, access mode, questions (text, code, or
+// choice) and proctoring (what the student's desktop app reports). Questions can change only while
+// the evaluation is a draft; proctoring can change at any time (students' apps follow live).
 
 import { api, seg } from './api.js';
 import { field, h, messageArea, replace, uid } from './dom.js';
@@ -7,6 +8,26 @@ import { setEvaluation } from './state.js';
 import { fromLocalInput, toLocalInput } from './time.js';
 
 const KINDS = { text: 'Text', code: 'Code', choice: 'Choice' };
+
+/** The proctoring switches, in the contract's order, with what each means for the student. */
+export const SETTINGS = [
+  ['fullscreen', 'Fullscreen', 'The exam window is fullscreen and stays above other windows; leaving fullscreen is reported.'],
+  ['report_focus', 'Report leaving the window', 'Each time the student leaves the exam window is reported, with the time away.'],
+  ['block_clipboard', 'Block the clipboard', 'Copying or pasting between the exam and other programs is refused and reported (inside the exam it still works).'],
+  ['single_display', 'Single display', 'The number of displays is reported, and the student is asked to disconnect extra ones.'],
+];
+
+/** The default and the largest `brief_ms` the server takes. */
+export const BRIEF_MS = { default: 2000, max: 60000 };
+
+/** `brief_ms` from the field's text; throws a sentence naming the limits when it is not one. */
+export function briefMs(text) {
+  const value = text.trim();
+  if (!/^\d+$/.test(value) || Number(value) > BRIEF_MS.max) {
+    throw new Error(`The brief interruption threshold must be a whole number of milliseconds from 0 to ${BRIEF_MS.max} (now "${value}").`);
+  }
+  return Number(value);
+}
 
 /** Mounts the form into `container`. `evaluation` is null for a new one. `done(evaluation)` is
  *  called after a successful save. */
@@ -25,6 +46,24 @@ export function mountEditor(container, evaluation, done) {
     h('legend', { text: 'Who may sit it' }),
     radio('list', 'Only the students on its access list'),
     radio('open', 'Every student'));
+
+  const proctoring = evaluation?.proctoring ?? {};
+  const switches = SETTINGS.map(([key, label, hint]) => {
+    const input = h('input', { type: 'checkbox', checked: proctoring[key] === true, 'data-setting': key });
+    const hintId = uid('hint');
+    input.setAttribute('aria-describedby', hintId);
+    return [key, input, h('div', { class: 'check' },
+      h('label', { class: 'choice' }, input, ` ${label}`),
+      h('p', { class: 'hint', id: hintId, text: hint }))];
+  });
+  const [briefField, brief] = field('Brief interruption threshold (milliseconds)',
+    h('input', { type: 'text', inputMode: 'numeric', value: String(proctoring.brief_ms ?? BRIEF_MS.default) }),
+    `An absence from the window shorter than this is still reported but counted apart as brief (an OS notification, say). Default ${BRIEF_MS.default}, at most ${BRIEF_MS.max}.`);
+  const proctoringSet = h('fieldset', { class: 'proctoring' },
+    h('legend', { text: 'Proctoring (desktop app)' }),
+    h('p', { class: 'hint', text: 'What the student’s app reports while they sit the exam. It observes and never punishes: no report blocks, ends or submits anything; you judge. The student sees what is reported.' }),
+    switches.map(([, , el]) => el),
+    briefField);
 
   const list = h('ol', { class: 'questions' });
   const questions = (evaluation?.questions ?? []).map((q) => ({ ...q }));
@@ -82,7 +121,7 @@ export function mountEditor(container, evaluation, done) {
 
   const save = h('button', { type: 'submit', class: 'primary', text: evaluation ? 'Save changes' : 'Create evaluation' });
   const form = h('form', { class: 'editor', 'aria-label': evaluation ? 'Edit the evaluation' : 'New evaluation' },
-    titleField, endField, access, questionSet, messages.el, h('div', { class: 'actions' }, save));
+    titleField, endField, access, proctoringSet, questionSet, messages.el, h('div', { class: 'actions' }, save));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     messages.clear();
@@ -92,6 +131,10 @@ export function mountEditor(container, evaluation, done) {
         title: title.value.trim(),
         ends_at: fromLocalInput(end.value),
         access: form.querySelector(`input[name="${name}"]:checked`).value,
+        proctoring: {
+          ...Object.fromEntries(switches.map(([key, input]) => [key, input.checked])),
+          brief_ms: briefMs(brief.value),
+        },
       };
       if (draft) {
         body.questions = questions.map((q) => ({

@@ -5,7 +5,7 @@
 import { api, seg } from './api.js';
 import { mountBoard } from './board.js';
 import { ask, field, h, messageArea, replace, show, uid } from './dom.js';
-import { mountEditor } from './editor.js';
+import { SETTINGS, mountEditor } from './editor.js';
 import { setEvaluation, state, subscribe } from './state.js';
 import { full, later, when } from './time.js';
 
@@ -29,7 +29,9 @@ const MOVES = {
 const KINDS = [
   'phase_changed', 'ends_at_changed', 'access_changed', 'joined', 'submitted', 'signed_in',
   'session_invalidated', 'blocked', 'unblocked', 'disconnected', 'reconnected', 'late_answer',
-  'answer_imported', 'import_overridden',
+  'answer_imported', 'import_overridden', 'proctoring_changed', 'focus_lost', 'focus_regained',
+  'fullscreen_exited', 'clipboard_blocked', 'displays_changed', 'app_restarted', 'capabilities',
+  'accommodation_changed',
 ];
 
 /** Mounts the page of evaluation `id` into `main`; returns an unmount function. */
@@ -87,7 +89,8 @@ export async function mountEvaluation(main, id, tab = 'board') {
       `Owner ${evaluation.owner} · `,
       evaluation.ends_at ? `Ends ${full(evaluation.ends_at)}` : 'No end time',
       ` · ${evaluation.access === 'open' ? 'Open to every student' : 'Access list only'}`,
-      ` · ${evaluation.questions.length} ${evaluation.questions.length === 1 ? 'question' : 'questions'}`);
+      ` · ${evaluation.questions.length} ${evaluation.questions.length === 1 ? 'question' : 'questions'}`,
+      ` · ${proctoringLine(evaluation.proctoring)}`);
     drawControls();
   }
 
@@ -164,6 +167,14 @@ export async function mountEvaluation(main, id, tab = 'board') {
     for (const fn of cleanups) fn();
     for (const fn of mounted.values()) fn?.();
   };
+}
+
+/** "Proctoring: fullscreen, report leaving the window (brief under 2000 ms)" or "No proctoring". */
+export function proctoringLine(proctoring) {
+  const on = SETTINGS.filter(([key]) => proctoring?.[key]).map(([, label]) => label.toLowerCase());
+  if (on.length === 0) return 'No proctoring';
+  const brief = proctoring.report_focus ? ` (brief under ${proctoring.brief_ms} ms)` : '';
+  return `Proctoring: ${on.join(', ')}${brief}`;
 }
 
 /** The refusals of an import that an override with a reason can lift: the student is blocked or has handed in. */

@@ -1,7 +1,12 @@
 //! Answers over HTTP: save one, read them back.
 
+<<<<<<< HEAD
 use super::evaluations::{eligible, owned};
 use super::{ApiJson, Routes, openapi};
+=======
+use super::evaluations::{eligible, owned, student};
+use super::{ApiJson, Routes};
+>>>>>>> console
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::domain::{Revision, check_content};
@@ -119,13 +124,8 @@ pub(crate) async fn list(
     let username = whose
         .username
         .ok_or_else(|| Error::bad_request("Name the student: `?username=...`."))?;
-    let account = state
-        .store
-        .account(&username)
-        .await?
-        .filter(|a| a.user.role == Role::Student)
-        .ok_or_else(|| Error::not_found(format!("There is no student `{username}`.")))?;
-    Ok(Json(state.store.answers(&id, &account.user.id).await?))
+    let student = student(&state, &username).await?;
+    Ok(Json(state.store.answers(&id, &student.id).await?))
 }
 
 /// `GET /api/evaluations/{id}/students/{username}/answers` (owner, admin; an addition to the
@@ -149,16 +149,8 @@ pub(crate) async fn with_sources(
     Path((id, username)): Path<(String, String)>,
 ) -> Result<Json<Vec<StaffAnswer>>> {
     owned(&state, &caller, &id).await?;
-    let account = state
-        .store
-        .account(&username)
-        .await?
-        .filter(|a| a.user.role == Role::Student)
-        .ok_or_else(|| Error::not_found(format!("There is no student `{username}`.")))?;
-    let records = state
-        .store
-        .answer_records(&id, Some(&account.user.id))
-        .await?;
+    let student = student(&state, &username).await?;
+    let records = state.store.answer_records(&id, Some(&student.id)).await?;
     Ok(Json(
         records
             .into_iter()

@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use invigil_protocol::{
     AccessList, AuditEntry, CreateEvaluation, EditEvaluation, EndsAtChange, Evaluation,
     EvaluationDetail, Participant, Participation, Phase, PhaseChange, Proctoring, Role, Unblock,
+    User,
 };
 
 /// The routes of this module.
@@ -72,6 +73,22 @@ pub async fn owned(state: &AppState, caller: &Caller, id: &str) -> Result<Evalua
             "Only the owner of this evaluation or an admin may do this.",
         )),
     }
+}
+
+/// The student an owner or admin names, who must be a student account: 404 otherwise.
+pub async fn student(state: &AppState, username: &str) -> Result<User> {
+    state
+        .store
+        .account(username)
+        .await?
+        .map(|account| account.user)
+        .filter(|user| user.role == Role::Student)
+        .ok_or_else(|| {
+            Error::not_found(format!(
+                "There is no student `{}`.",
+                domain::loggable(username)
+            ))
+        })
 }
 
 /// A student's participation in an evaluation they are eligible for; 404 otherwise.

@@ -531,6 +531,7 @@ mod tests {
             status: ParticipationStatus::InProgress,
             blocked_reason: None,
             access: true,
+            proctoring_exempt: Default::default(),
         };
         let event = EvaluationEvent::new(
             UpdateReason::PhaseChanged,

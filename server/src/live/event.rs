@@ -199,6 +199,9 @@ pub struct ParticipantRow {
     /// The student's integrity events, summed up.
     #[serde(default)]
     pub integrity: invigil_protocol::IntegritySummary,
+    /// The proctoring settings the student is exempt from.
+    #[serde(default)]
+    pub proctoring_exempt: invigil_protocol::SettingSet,
     /// Presence across every node, computed in the transaction that read the row, when the store
     /// tracks it (a clustered store); `None` when this node's hub is the one that knows.
     pub presence: Option<ClusterPresence>,
@@ -232,6 +235,7 @@ impl ParticipantRow {
             disconnected_since: if connected { None } else { self.last_seen },
             late_answers: self.late_answers,
             integrity: self.integrity.clone(),
+            proctoring_exempt: self.proctoring_exempt,
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::live::event::ParticipantRow;
 use invigil_protocol::{
     Capabilities, CapabilityLevel, ErrorCode, IntegrityEvent, IntegrityKind, IntegrityLast,
-    IntegrityRejectCode, IntegritySummary, ParticipationStatus, Proctoring,
+    IntegrityRecord, IntegrityRejectCode, IntegritySummary, ParticipationStatus, Proctoring,
 };
 use std::collections::HashMap;
 
@@ -186,17 +186,59 @@ pub const LAST: &str = "SELECT user_id, kind, at FROM integrity_events WHERE seq
      GROUP BY user_id)";
 
 /// The last `capabilities` event of every student of an evaluation (`$1`), or of one (`$2`).
-pub const CAPABILITIES: &str = "SELECT user_id, capabilities FROM integrity_events WHERE seq IN (
+pub const CAPABILITIES: &str =
+    "SELECT user_id, capabilities, detail FROM integrity_events WHERE seq IN (
      SELECT MAX(seq) FROM integrity_events WHERE evaluation_id = $1 AND ($2 IS NULL OR user_id = $2)
        AND kind = 'capabilities'
      GROUP BY user_id)";
+
+/// One student's events (`$1` evaluation, `$2` user id) in the order they were stored, with
+/// both times.
+pub const TIMELINE: &str =
+    "SELECT event_id, kind, at, received_at, away_ms, displays, capabilities, detail
+     FROM integrity_events WHERE evaluation_id = $1 AND user_id = $2 ORDER BY seq";
+
+/// A row of [`TIMELINE`]: event id, kind, device time, server time, away_ms, displays,
+/// capabilities (JSON), detail.
+pub type TimelineRow = (
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
+/// A stored event as the timeline shows it.
+pub fn timeline_record(evaluation_id: &str, row: TimelineRow) -> Result<IntegrityRecord> {
+    let (event_id, stored_kind, at, received_at, away_ms, displays, capabilities, detail) = row;
+    let capabilities = capabilities
+        .map(|json| serde_json::from_str::<Capabilities>(&json))
+        .transpose()
+        .map_err(|e| Error::internal(format!("stored capabilities are not valid: {e}")))?;
+    Ok(IntegrityRecord {
+        event: IntegrityEvent {
+            evaluation_id: evaluation_id.to_owned(),
+            event_id,
+            kind: kind(&stored_kind)?,
+            at: ts(at)?,
+            away_ms: away_ms.map(|ms| u64::try_from(ms).unwrap_or_default()),
+            displays: displays.map(|n| u32::try_from(n).unwrap_or_default()),
+            capabilities,
+            detail,
+        },
+        received_at: ts(received_at)?,
+    })
+}
 
 /// A row of [`TOTALS`]: user id, events, focus_lost, brief, away_ms, longest_away_ms.
 pub type Totals = (String, i64, i64, i64, i64, i64);
 /// A row of [`LAST`]: user id, kind, device time.
 pub type Last = (String, String, i64);
-/// A row of [`CAPABILITIES`]: user id, capabilities (JSON).
-pub type LastCapabilities = (String, String);
+/// A row of [`CAPABILITIES`]: user id, capabilities (JSON), detail.
+pub type LastCapabilities = (String, String, Option<String>);
 
 /// The summaries of students, by user id, made of what the three queries read.
 pub fn summaries(
@@ -218,6 +260,7 @@ pub fn summaries(
                     longest_away_ms: ms(longest_away_ms),
                     last: None,
                     capabilities: None,
+                    capabilities_detail: None,
                 };
                 (user, summary)
             },
@@ -229,10 +272,12 @@ pub fn summaries(
             at: ts(at)?,
         });
     }
-    for (user, json) in capabilities {
+    for (user, json, detail) in capabilities {
         let read: Capabilities = serde_json::from_str(&json)
             .map_err(|e| Error::internal(format!("stored capabilities are not valid: {e}")))?;
-        by_user.entry(user).or_default().capabilities = Some(read);
+        let summary = by_user.entry(user).or_default();
+        summary.capabilities = Some(read);
+        summary.capabilities_detail = detail.map(String::into_boxed_str);
     }
     Ok(by_user)
 }
@@ -254,7 +299,7 @@ pub fn kind(text: &str) -> Result<IntegrityKind> {
 /// `integrity` module, for its connection type, over its own helpers of the same names
 /// (`load_evaluation`, `load_participation`, `participant_row`, `audit`, `audience`), which
 /// run the same statements there. It defines `record` (store one event, in the caller's
-/// transaction), `fill` (the summaries of rows) and `proctoring_changed` (the audit entry and the
+/// transaction), `timeline` (one student's events), `fill` (the summaries of rows) and `proctoring_changed` (the audit entry and the
 /// push of a settings change).
 macro_rules! engine_operations {
     ($conn:ty) => {
@@ -328,6 +373,22 @@ macro_rules! engine_operations {
                 row,
             }));
             Ok(())
+        }
+
+        /// One student's stored events, in the order they were stored, with both times.
+        pub(super) async fn timeline(
+            conn: &mut $conn,
+            evaluation_id: &str,
+            user_id: &str,
+        ) -> Result<Vec<invigil_protocol::IntegrityRecord>> {
+            let rows: Vec<rules::TimelineRow> = sqlx::query_as(rules::TIMELINE)
+                .bind(evaluation_id)
+                .bind(user_id)
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.into_iter()
+                .map(|row| rules::timeline_record(evaluation_id, row))
+                .collect()
         }
 
         /// Gives rows of one evaluation their integrity summaries (`user`: the rows are that student's).

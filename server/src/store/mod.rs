@@ -7,6 +7,8 @@
 //! what a committed change means for live connections is published as [`Event`]s on the [`Bus`]
 //! given at open, after the commit and in commit order.
 //!
+//! - [`accommodations`]: the proctoring settings a student is exempt from, and the SQL both
+//!   engines share for them.
 //! - [`imports`]: the decisions on answers imported from the desktop app's export file.
 //! - [`integrity`]: proctoring's decisions and the SQL both engines share for integrity events.
 //! - [`rules`]: the contract's decisions (late answers, idempotent revisions, sign-in blocks).
@@ -17,6 +19,7 @@
 //!   (answer saves: one per group of saves arriving together), events carried to every node with
 //!   LISTEN/NOTIFY, presence and node heartbeats in tables.
 
+pub mod accommodations;
 pub mod imports;
 pub mod integrity;
 pub mod postgres;
@@ -390,6 +393,31 @@ pub trait Store: Send + Sync + 'static {
     /// `not_found`, `not_on_access_list` or `not_participating` (see [`integrity::check`]).
     /// The event is checked ([`crate::domain::integrity_event`]).
     async fn record_integrity(&self, student: &User, event: IntegrityEvent) -> Result<()>;
+    /// One student's stored integrity events (by user id), in the order they were stored, each
+    /// with the device's time and the server's receipt time.
+    async fn integrity_timeline(
+        &self,
+        evaluation_id: &str,
+        student_id: &str,
+    ) -> Result<Vec<invigil_protocol::IntegrityRecord>>;
+    /// Sets the proctoring settings a student is exempt from (nothing exempt removes the
+    /// accommodation), with an audit entry naming who and why, `EVALUATION_UPDATE`
+    /// `accommodation_changed` to the student and their board row; `not_found` without the
+    /// evaluation, `conflict` once it is finished ([`accommodations::check_phase`]). The list
+    /// and the reason are checked ([`crate::domain::accommodation`]).
+    async fn set_accommodation(
+        &self,
+        evaluation_id: &str,
+        student: &User,
+        exempt: Vec<invigil_protocol::ProctoringSetting>,
+        reason: String,
+        actor: &User,
+    ) -> Result<invigil_protocol::Accommodation>;
+    /// Every accommodation of an evaluation, by username.
+    async fn accommodations(
+        &self,
+        evaluation_id: &str,
+    ) -> Result<Vec<invigil_protocol::Accommodation>>;
 
     /// Tells every node that a socket of this session opened on hub `node` as `connection`
     /// ([`crate::live::event::Event::SocketOpened`]), so that an older socket of the session on

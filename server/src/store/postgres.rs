@@ -147,6 +147,7 @@ macro_rules! atomically {
     }};
 }
 
+mod accommodations;
 mod console;
 mod feed;
 mod integrity;
@@ -695,7 +696,8 @@ async fn load_participation(
     let row = sqlx::query(
         "SELECT EXISTS (SELECT 1 FROM access_list WHERE evaluation_id = $1 AND user_id = $2) AS on_list,
                 (SELECT status FROM participations WHERE evaluation_id = $1 AND user_id = $2) AS status,
-                (SELECT blocked_reason FROM participations WHERE evaluation_id = $1 AND user_id = $2) AS reason",
+                (SELECT blocked_reason FROM participations WHERE evaluation_id = $1 AND user_id = $2) AS reason,
+                (SELECT exempt FROM accommodations WHERE evaluation_id = $1 AND user_id = $2) AS exempt",
     )
     .bind(&evaluation.id)
     .bind(&student.id)
@@ -708,6 +710,9 @@ async fn load_participation(
         status: status(row.try_get("status")?)?,
         blocked_reason: blocked_reason(row.try_get("reason")?),
         access: rules::eligible(evaluation.access, on_list),
+        proctoring_exempt: super::accommodations::parse_exempt(
+            row.try_get::<Option<String>, _>("exempt")?.as_deref(),
+        )?,
     })
 }
 
@@ -738,6 +743,7 @@ fn row_select() -> String {
         "SELECT u.id, u.username, u.display_name, p.status, p.blocked_reason, u.last_seen_at,
             (SELECT COUNT(*) FROM answers a WHERE a.evaluation_id = $1 AND a.user_id = u.id) AS answered,
             (SELECT COUNT(*) FROM answers a WHERE a.evaluation_id = $1 AND a.user_id = u.id AND a.late) AS late_answers,
+            (SELECT x.exempt FROM accommodations x WHERE x.evaluation_id = $1 AND x.user_id = u.id) AS exempt,
             (SELECT MAX(GREATEST(pr.opened_at, n.heartbeat_at)) {}) AS live_seen
          FROM users u LEFT JOIN participations p ON p.evaluation_id = $1 AND p.user_id = u.id",
         live_rows("u.id")
@@ -758,6 +764,9 @@ fn participant_row_from(row: &PgRow) -> Result<ParticipantRow> {
         answered: u32::try_from(answered).unwrap_or(u32::MAX),
         late_answers: u32::try_from(row.try_get::<i64, _>("late_answers")?).unwrap_or(u32::MAX),
         integrity: Default::default(),
+        proctoring_exempt: super::accommodations::parse_exempt(
+            row.try_get::<Option<String>, _>("exempt")?.as_deref(),
+        )?,
         presence: Some(ClusterPresence {
             connected: live_seen.is_some(),
             last_seen: live_seen.or(last_seen),
@@ -1693,7 +1702,8 @@ impl Store for PostgresStore {
     async fn student_views(&self, student: &User) -> Result<Vec<StudentView>> {
         let mut conn = self.read().await?;
         let rows = sqlx::query(&format!(
-            "SELECT {EVAL_COLS}, p.status AS p_status, p.blocked_reason AS p_reason
+            "SELECT {EVAL_COLS}, p.status AS p_status, p.blocked_reason AS p_reason,
+               (SELECT x.exempt FROM accommodations x WHERE x.evaluation_id = e.id AND x.user_id = $1) AS exempt
              FROM {EVAL_FROM}
              LEFT JOIN participations p ON p.evaluation_id = e.id AND p.user_id = $1
              WHERE e.access = 'open' OR EXISTS (SELECT 1 FROM access_list a WHERE a.evaluation_id = e.id AND a.user_id = $1)
@@ -1711,6 +1721,9 @@ impl Store for PostgresStore {
                     status: status(r.try_get("p_status")?)?,
                     blocked_reason: blocked_reason(r.try_get("p_reason")?),
                     access: true,
+                    proctoring_exempt: super::accommodations::parse_exempt(
+                        r.try_get::<Option<String>, _>("exempt")?.as_deref(),
+                    )?,
                 };
                 Ok(StudentView {
                     evaluation: rules::student_view(record.evaluation),
@@ -1973,6 +1986,34 @@ impl Store for PostgresStore {
 
     async fn record_integrity(&self, student: &User, event: IntegrityEvent) -> Result<()> {
         self.integrity_record(student, event).await
+    }
+
+    async fn integrity_timeline(
+        &self,
+        evaluation_id: &str,
+        student_id: &str,
+    ) -> Result<Vec<invigil_protocol::IntegrityRecord>> {
+        let mut conn = self.read().await?;
+        integrity::timeline(&mut conn, evaluation_id, student_id).await
+    }
+
+    async fn set_accommodation(
+        &self,
+        evaluation_id: &str,
+        student: &User,
+        exempt: Vec<invigil_protocol::ProctoringSetting>,
+        reason: String,
+        actor: &User,
+    ) -> Result<invigil_protocol::Accommodation> {
+        self.accommodation_set(evaluation_id, student, exempt, reason, actor)
+            .await
+    }
+
+    async fn accommodations(
+        &self,
+        evaluation_id: &str,
+    ) -> Result<Vec<invigil_protocol::Accommodation>> {
+        self.accommodation_list(evaluation_id).await
     }
 
     async fn count_sign_in(&self, attempt: &SignInAttempt<'_>) -> Result<Option<Counted>> {

@@ -256,6 +256,7 @@ pub fn not_started(evaluation_id: &str, username: &str, access: bool) -> Partici
         status: ParticipationStatus::NotStarted,
         blocked_reason: None,
         access,
+        proctoring_exempt: Default::default(),
     }
 }
 

@@ -35,6 +35,7 @@ use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
+mod accommodations;
 mod console;
 mod integrity;
 mod presence;
@@ -388,7 +389,8 @@ async fn load_participation(
     let row = sqlx::query(
         "SELECT EXISTS (SELECT 1 FROM access_list WHERE evaluation_id = ?1 AND user_id = ?2) AS on_list,
                 (SELECT status FROM participations WHERE evaluation_id = ?1 AND user_id = ?2) AS status,
-                (SELECT blocked_reason FROM participations WHERE evaluation_id = ?1 AND user_id = ?2) AS reason",
+                (SELECT blocked_reason FROM participations WHERE evaluation_id = ?1 AND user_id = ?2) AS reason,
+                (SELECT exempt FROM accommodations WHERE evaluation_id = ?1 AND user_id = ?2) AS exempt",
     )
     .bind(&evaluation.id)
     .bind(&student.id)
@@ -401,12 +403,16 @@ async fn load_participation(
         status: status(row.try_get("status")?)?,
         blocked_reason: blocked_reason(row.try_get("reason")?),
         access: rules::eligible(evaluation.access, on_list),
+        proctoring_exempt: super::accommodations::parse_exempt(
+            row.try_get::<Option<String>, _>("exempt")?.as_deref(),
+        )?,
     })
 }
 
 const ROW_SELECT: &str = "SELECT u.id, u.username, u.display_name, p.status, p.blocked_reason, \
      u.last_seen_at, (SELECT COUNT(*) FROM answers a WHERE a.evaluation_id = ?1 AND a.user_id = u.id) AS answered, \
-     (SELECT COUNT(*) FROM answers a WHERE a.evaluation_id = ?1 AND a.user_id = u.id AND a.late) AS late_answers \
+     (SELECT COUNT(*) FROM answers a WHERE a.evaluation_id = ?1 AND a.user_id = u.id AND a.late) AS late_answers, \
+     (SELECT x.exempt FROM accommodations x WHERE x.evaluation_id = ?1 AND x.user_id = u.id) AS exempt \
      FROM users u LEFT JOIN participations p ON p.evaluation_id = ?1 AND p.user_id = u.id";
 
 fn participant_row_from(row: &SqliteRow) -> Result<ParticipantRow> {
@@ -421,6 +427,9 @@ fn participant_row_from(row: &SqliteRow) -> Result<ParticipantRow> {
         answered: u32::try_from(answered).unwrap_or(u32::MAX),
         late_answers: u32::try_from(row.try_get::<i64, _>("late_answers")?).unwrap_or(u32::MAX),
         integrity: Default::default(),
+        proctoring_exempt: super::accommodations::parse_exempt(
+            row.try_get::<Option<String>, _>("exempt")?.as_deref(),
+        )?,
         presence: None,
     })
 }
@@ -927,7 +936,8 @@ impl Store for SqliteStore {
     async fn student_views(&self, student: &User) -> Result<Vec<StudentView>> {
         let mut conn = self.reader().await?;
         let rows = sqlx::query(&format!(
-            "SELECT {EVAL_COLS}, p.status AS p_status, p.blocked_reason AS p_reason
+            "SELECT {EVAL_COLS}, p.status AS p_status, p.blocked_reason AS p_reason,
+               (SELECT x.exempt FROM accommodations x WHERE x.evaluation_id = e.id AND x.user_id = ?1) AS exempt
              FROM {EVAL_FROM}
              LEFT JOIN participations p ON p.evaluation_id = e.id AND p.user_id = ?1
              WHERE e.access = 'open' OR EXISTS (SELECT 1 FROM access_list a WHERE a.evaluation_id = e.id AND a.user_id = ?1)
@@ -945,6 +955,9 @@ impl Store for SqliteStore {
                     status: status(r.try_get("p_status")?)?,
                     blocked_reason: blocked_reason(r.try_get("p_reason")?),
                     access: true,
+                    proctoring_exempt: super::accommodations::parse_exempt(
+                        r.try_get::<Option<String>, _>("exempt")?.as_deref(),
+                    )?,
                 };
                 Ok(StudentView {
                     evaluation: rules::student_view(record.evaluation),
@@ -1443,6 +1456,34 @@ impl Store for SqliteStore {
     /// moment later: a barrier published now is routed after every one of them.
     async fn record_integrity(&self, student: &User, event: IntegrityEvent) -> Result<()> {
         self.integrity_record(student, event).await
+    }
+
+    async fn integrity_timeline(
+        &self,
+        evaluation_id: &str,
+        student_id: &str,
+    ) -> Result<Vec<invigil_protocol::IntegrityRecord>> {
+        let mut conn = self.reader().await?;
+        integrity::timeline(&mut conn, evaluation_id, student_id).await
+    }
+
+    async fn set_accommodation(
+        &self,
+        evaluation_id: &str,
+        student: &User,
+        exempt: Vec<invigil_protocol::ProctoringSetting>,
+        reason: String,
+        actor: &User,
+    ) -> Result<invigil_protocol::Accommodation> {
+        self.accommodation_set(evaluation_id, student, exempt, reason, actor)
+            .await
+    }
+
+    async fn accommodations(
+        &self,
+        evaluation_id: &str,
+    ) -> Result<Vec<invigil_protocol::Accommodation>> {
+        self.accommodation_list(evaluation_id).await
     }
 
     async fn barrier(&self) -> Result<()> {

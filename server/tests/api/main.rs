@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod accommodations;
 mod accounts;
 mod answers;
 mod backup;

@@ -317,6 +317,27 @@ const ROWS: &[Row] = &[
         ),
         SITTER,
     ),
+    row(
+        "GET",
+        "/api/evaluations/{id}/integrity",
+        "/api/evaluations/{id}/integrity?username=ada",
+        Body::None,
+        STAFF_OF_IT,
+    ),
+    row(
+        "PUT",
+        "/api/evaluations/{id}/participants/{username}/accommodation",
+        "/api/evaluations/{id}/participants/ada/accommodation",
+        Body::Json(r#"{"exempt": ["block_clipboard"], "reason": "Screen reader"}"#),
+        STAFF_OF_IT,
+    ),
+    row(
+        "GET",
+        "/api/evaluations/{id}/accommodations",
+        "/api/evaluations/{id}/accommodations",
+        Body::None,
+        STAFF_OF_IT,
+    ),
 ];
 
 /// The callers' sessions (`None` for the anonymous one), kept signed in.

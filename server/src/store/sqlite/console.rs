@@ -484,7 +484,9 @@ async fn access_mode_events(
     let evaluation = &record.evaluation;
     // Students not on the list are eligible exactly when the evaluation is open now.
     let unlisted = sqlx::query(
-        "SELECT u.id, u.username, p.status, p.blocked_reason FROM users u
+        "SELECT u.id, u.username, p.status, p.blocked_reason,
+           (SELECT x.exempt FROM accommodations x WHERE x.evaluation_id = ?1 AND x.user_id = u.id) AS exempt
+         FROM users u
          LEFT JOIN participations p ON p.evaluation_id = ?1 AND p.user_id = u.id
          WHERE u.role = 'student' AND NOT EXISTS
            (SELECT 1 FROM access_list a WHERE a.evaluation_id = ?1 AND a.user_id = u.id)",
@@ -502,6 +504,9 @@ async fn access_mode_events(
                 status: status(r.try_get("status")?)?,
                 blocked_reason: blocked_reason(r.try_get("blocked_reason")?),
                 access: rules::eligible(evaluation.access, false),
+                proctoring_exempt: crate::store::accommodations::parse_exempt(
+                    r.try_get::<Option<String>, _>("exempt")?.as_deref(),
+                )?,
             },
         );
     }
