@@ -1,12 +1,7 @@
 //! Answers over HTTP: save one, read them back.
 
-<<<<<<< HEAD
-use super::evaluations::{eligible, owned};
-use super::{ApiJson, Routes, openapi};
-=======
 use super::evaluations::{eligible, owned, student};
-use super::{ApiJson, Routes};
->>>>>>> console
+use super::{ApiJson, Routes, openapi};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::domain::{Revision, check_content};
