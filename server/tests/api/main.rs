@@ -16,6 +16,7 @@ mod limits;
 mod live;
 mod matrix;
 mod openapi;
+mod powercut;
 mod proctoring;
 mod single_session;
 mod tls;
