@@ -269,6 +269,9 @@ function renderList(o) {
 function answerStatus(questionId) {
   const a = state.answers.get(questionId);
   if (!a) return { state: "none", text: "Not answered yet" };
+  // The disk refused it: it is only in this app's memory until the disk takes it or the server
+  // has it, and the screen must not say it is saved on this computer.
+  if (a.onlyInMemory) return { state: "memory", text: "Not saved on this computer (its disk refuses it): kept in this app's memory, waiting for the server" };
   if (a.rejected) return { state: "refused", text: `Saved on this computer, not accepted by the server: ${REFUSED[a.rejected] ?? a.rejected}` };
   switch (a.state) {
     case "saved":

@@ -337,9 +337,11 @@ impl Shared {
         };
         let result = blocking(move || {
             outbox::create_dir_durably(&dir)?;
-            let path = dir.join("evaluations.json");
             let bytes = serde_json::to_vec(&cache).expect("evaluations serialize");
-            std::fs::write(&path, bytes).map_err(Error::storage("write", &path))
+            // Replaced atomically and durably, like an answer: a write torn by a crash, or lost
+            // to a power cut, would start the app offline without the exam its waiting answers
+            // belong to.
+            folder::write_durably(&dir.join("evaluations.json"), &bytes)
         })
         .await;
         if let Err(e) = result {

@@ -144,7 +144,12 @@ impl Shared {
                 Ok(()) => {
                     let current = state.outbox.as_ref().and_then(|o| o.get(&key));
                     if current == Some(&record) {
-                        state.unwritten.remove(&key);
+                        // Now on disk: a waiting answer may be shown as "Saved on this
+                        // computer" again (for any other, the screen shows nothing new).
+                        if state.unwritten.remove(&key) && record.is_pending() {
+                            let event = answer_event(state, &key);
+                            self.emit(Event::Answer(event));
+                        }
                     } else {
                         // Changed while it was being written (an acknowledgement came in).
                         state.write_back.insert(key);

@@ -78,6 +78,7 @@ pub(crate) fn answer_view(state: &State, key: &Key) -> AnswerView {
         state: answer_state,
         late: record.is_some_and(|r| r.late),
         rejected: record.and_then(|r| r.rejected),
+        only_in_memory: answer_state == AnswerState::Waiting && state.unwritten.contains(key),
         displaced: record.map_or(0, |r| r.displaced.len()),
     }
 }

@@ -118,6 +118,9 @@ pub struct AnswerView {
     pub late: bool,
     /// Why the server refused it the last time (it stays waiting).
     pub rejected: Option<RejectCode>,
+    /// Waiting, but only in this app's memory: the disk refused its last revision. The screen
+    /// must not say "Saved on this computer" for it (a power cut or a crash would take it).
+    pub only_in_memory: bool,
     /// How many texts the server held from elsewhere (another install, a wiped data folder)
     /// that this answer was written above; each is kept, in [`ExamContent::displaced`] and
     /// the export. The student is told.

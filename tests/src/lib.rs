@@ -4,6 +4,8 @@
 //! # Layout
 //!
 //! ```text
+//! powercut   a disk that can lose power: an in-memory FUSE filesystem that keeps only what was
+//!            fsynced across a simulated power cut
 //! server     the real invigil-server on a free port, a proxy that cuts or freezes the network,
 //!            staff driving the server over HTTP
 //! tls        certificates made at test time: a school's CA and the server certificates it issues
@@ -11,6 +13,7 @@
 //!            W3C WebDriver client
 //! ```
 
+pub mod powercut;
 pub mod server;
 pub mod tls;
 pub mod webdriver;

@@ -89,11 +89,15 @@ async fn on_a_full_disk_answers_are_sent_from_memory_and_nothing_only_in_memory_
         .engine
         .edit(&id, "q2", "typed with neither disk nor network".into())
         .unwrap();
-    alice
+    let in_memory = alice
         .until("q2 only in memory", |o| {
             o.only_in_memory == 1 && answer_state(o, &id, "q2") == Some(AnswerState::Waiting)
         })
         .await;
+    assert!(
+        answer_view(&in_memory, &id, "q2").only_in_memory,
+        "the screen must not say q2 is saved on this computer"
+    );
     let sign_out = alice.engine.sign_out().await.unwrap_err();
     assert_eq!(sign_out.kind(), "only_in_memory");
     let hand_in = alice.engine.submit(&id).await.unwrap_err();
@@ -102,11 +106,23 @@ async fn on_a_full_disk_answers_are_sent_from_memory_and_nothing_only_in_memory_
 
     // Room again on the disk, then the network: on disk, and each answer acknowledged once.
     std::fs::remove_file(filler).unwrap();
-    alice
+    let written = alice
         .until("written to disk", |o| {
             o.storage_problem.is_none() && o.only_in_memory == 0
         })
         .await;
+    assert!(
+        !answer_view(&written, &id, "q2").only_in_memory,
+        "q2 is saved on this computer now"
+    );
+    let last_told = alice.seen_so_far().into_iter().rev().find_map(|e| match e {
+        Event::Answer(a) if a.answer.question_id == "q2" => Some(a.answer),
+        _ => None,
+    });
+    assert!(
+        last_told.is_some_and(|a| !a.only_in_memory),
+        "the screen was told q2 is on disk now"
+    );
     let on_disk = Outbox::open(outbox_dir(disk.path(), &proxy.url(), "alice")).unwrap();
     let contents: Vec<(&str, &str, bool)> = on_disk
         .records()

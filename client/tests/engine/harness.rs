@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use invigil_client::view::{AnswerState, ConnectionState, Event, Numbered, Overview};
+use invigil_client::view::{AnswerState, AnswerView, ConnectionState, Event, Numbered, Overview};
 use invigil_client::{ClientConfig, Engine, KeyringVault, ServerUrl, Vault};
 pub use invigil_e2e::server::*;
 use std::path::{Path, PathBuf};
@@ -139,6 +139,14 @@ impl Student {
         .await;
     }
 
+    /// The events received so far (including those not yet read), still recorded.
+    pub fn seen_so_far(&mut self) -> Vec<Event> {
+        while let Ok(numbered) = self.events.try_recv() {
+            self.seen.lock().unwrap().push(numbered.event);
+        }
+        self.seen.lock().unwrap().clone()
+    }
+
     /// The events received so far (including those not yet read), from now on recorded afresh.
     pub fn take_seen(&mut self) -> Vec<Event> {
         while let Ok(numbered) = self.events.try_recv() {
@@ -158,6 +166,17 @@ pub fn answer_state(overview: &Overview, evaluation: &str, question: &str) -> Op
         .iter()
         .find(|a| a.question_id == question)
         .map(|a| a.state)
+}
+
+/// An answer's view in an overview (it must be there).
+pub fn answer_view(overview: &Overview, evaluation: &str, question: &str) -> AnswerView {
+    overview
+        .evaluations
+        .iter()
+        .find(|e| e.id == evaluation)
+        .and_then(|e| e.answers.iter().find(|a| a.question_id == question))
+        .unwrap_or_else(|| panic!("no answer to {question} in {evaluation}"))
+        .clone()
 }
 
 /// The outbox folder of a student on a server, as the engine lays it out.

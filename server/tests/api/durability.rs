@@ -87,7 +87,11 @@ fn plan(questions: usize, revisions: u64) -> Vec<(String, u64)> {
 }
 
 /// The student's stored answers, by question.
-async fn stored(app: &TestApp, student: &Actor, evaluation: &str) -> BTreeMap<String, Answer> {
+pub(crate) async fn stored(
+    app: &TestApp,
+    student: &Actor,
+    evaluation: &str,
+) -> BTreeMap<String, Answer> {
     let (status, body) = app
         .get(student, &format!("/api/evaluations/{evaluation}/answers"))
         .await;

@@ -17,6 +17,7 @@ mod limits;
 mod live;
 mod matrix;
 mod openapi;
+mod powercut;
 mod proctoring;
 mod single_session;
 mod tls;
