@@ -122,6 +122,13 @@ impl Outbox {
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
         create_dir_durably(&dir)?;
+        // A run that crashed between creating a folder and syncing its parent left that name on
+        // no durable place, and `create_dir_durably` finds the folder there now: make the names
+        // in this outbox, and its own name, durable at every opening.
+        sync_dir(&dir)?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
         let mut records = BTreeMap::new();
         for evaluation in fs::read_dir(&dir).map_err(Error::storage("read", &dir))? {
             let evaluation = evaluation.map_err(Error::storage("read", &dir))?.path();
