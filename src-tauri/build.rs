@@ -12,8 +12,8 @@ fn main() {
     .expect("the Tauri build step succeeds");
 }
 
-/// The app's commands; `src/commands.rs` and `src/proctor/commands.rs` define them and
-/// `src/lib.rs` registers them.
+/// The app's commands; `src/commands.rs`, `src/closing.rs` and `src/proctor/commands.rs` define
+/// them and `src/lib.rs` registers them.
 fn invigil_desktop_commands() -> &'static [&'static str] {
     &[
         "overview",
@@ -24,7 +24,10 @@ fn invigil_desktop_commands() -> &'static [&'static str] {
         "edit_answer",
         "submit",
         "export_answers",
+        "waiting_answers",
+        "export_waiting_answers",
         "server_now",
+        "typing_handed_over",
         "proctor_attach",
         "proctor_refused",
     ]

@@ -148,6 +148,9 @@ function signInMessage(error, serverUrl) {
 function show(screen) {
   if (state.screen === screen) return;
   state.screen = screen;
+  // Read from the disk each time the sign-in screen appears: someone may have left answers since.
+  if (screen === "sign-in") loadLeftBehind();
+  else $("left-behind-list").replaceChildren();
   for (const name of ["sign-in", "list", "exam", "blocked", "ended"]) {
     $(`screen-${name}`).hidden = name !== screen;
   }
@@ -493,6 +496,7 @@ async function signIn(ev) {
     (username ? $("login-password") : $("login-username")).focus();
     return;
   }
+  if (!leaveEndedSession(username, serverUrl)) return;
   state.signingIn = true;
   $("sign-in-button").disabled = true;
   $("sign-in-button").textContent = "Signing in…";
@@ -513,6 +517,59 @@ async function signIn(ev) {
     state.signingIn = false;
     $("sign-in-button").disabled = false;
     $("sign-in-button").textContent = "Sign in";
+  }
+}
+
+// Signing in as another student, or on another server, after a session ended leaves that
+// session's waiting answers behind (listed on this screen, exportable): ask first.
+function leaveEndedSession(username, serverUrl) {
+  const session = state.overview?.session;
+  const pending = session?.ended?.pending ?? 0;
+  if (!session?.user || pending === 0) return true;
+  const plain = (url) => (url ?? "").trim().replace(/\/+$/, "").toLowerCase();
+  const sameServer = serverUrl === null || plain(serverUrl) === plain(session.serverUrl);
+  if (sameServer && username === session.user.username) return true;
+  return confirm(
+    `${plural(pending, "answer", "answers")} of ${session.user.username} on ${session.serverUrl} ${pending === 1 ? "has" : "have"} not reached the server yet. They stay on this computer: they are sent when ${session.user.username} signs in here again, and this screen can export them. Sign in as ${username} anyway?`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers left on this computer (any student, any server)
+
+async function loadLeftBehind() {
+  let waiting;
+  try {
+    waiting = await invoke("waiting_answers");
+  } catch (e) {
+    $("left-behind").hidden = false;
+    $("left-behind-list").replaceChildren(h("li", {}, `The answers on this computer could not be read: ${e.message}`));
+    return;
+  }
+  $("left-behind").hidden = waiting.length === 0;
+  $("left-behind-list").replaceChildren(
+    ...waiting.map((w) => {
+      const result = h("p", { class: "export-result", role: "status" });
+      return h("li", { dataset: { server: w.serverUrl, username: w.username } },
+        h("h2", {}, w.username),
+        h("div", { class: "meta" }, w.serverUrl),
+        h("div", { class: "meta" },
+          `${plural(w.answers, "answer", "answers")} waiting since ${new Date(w.since).toLocaleString()} (${ago(w.since)})`),
+        h("button", { type: "button", class: "secondary", onclick: () => exportLeftBehind(w, result) },
+          "Export for the professor"),
+        result);
+    }),
+  );
+}
+
+async function exportLeftBehind(w, result) {
+  try {
+    const summary = await invoke("export_waiting_answers", { serverUrl: w.serverUrl, username: w.username });
+    result.dataset.path = summary.path;
+    result.textContent = `${plural(summary.answers, "answer was", "answers were")} written to ${summary.path}. Give this file to the professor of ${w.username}.`;
+  } catch (e) {
+    delete result.dataset.path;
+    result.textContent = `The export failed: ${e.message}`;
   }
 }
 
@@ -555,6 +612,9 @@ function typed(evaluationId, questionId, content) {
     return;
   }
   const entry = { next: null };
+  entry.done = new Promise((resolve) => {
+    entry.resolve = resolve;
+  });
   sending.set(key, entry);
   const send = async (text) => {
     try {
@@ -572,9 +632,15 @@ function typed(evaluationId, questionId, content) {
       await send(next);
     } else {
       sending.delete(key);
+      entry.resolve();
     }
   };
   send(content);
+}
+
+/** Resolves once every change typed so far has reached the engine. */
+async function typingSettled() {
+  while (sending.size > 0) await Promise.all([...sending.values()].map((e) => e.done));
 }
 
 async function submitExam() {
@@ -594,13 +660,19 @@ async function submitExam() {
   }
 }
 
+// Every way out of a session asks first while answers wait: this button (on every screen of a
+// signed-in student), and signing in as someone else after a session ended (signIn).
 async function signOut() {
+  // The count asked about includes what was typed a moment ago.
+  await typingSettled();
+  await refresh();
   const o = state.overview;
+  if (!o.session.signedIn) return;
   const running = o.evaluations.some((e) => e.exam === "open");
   if (running && !confirm("An exam is running. Signing in again later counts as a second sign-in and blocks you until your professor unblocks you. Sign out anyway?")) {
     return;
   }
-  if (o.pending > 0 && !confirm(`${plural(o.pending, "answer has", "answers have")} not reached the server yet. They stay on this computer and are sent when you sign in here again. Sign out anyway?`)) {
+  if (o.pending > 0 && !confirm(`${plural(o.pending, "answer has", "answers have")} not reached the server yet. They stay on this computer and are sent when you sign in here again; the sign-in screen can export them for your professor. Sign out anyway?`)) {
     return;
   }
   try {
@@ -619,14 +691,18 @@ async function signOut() {
 }
 
 async function exportAnswers() {
-  $("export-result").textContent = await exportReport();
+  const result = $("export-result");
+  result.textContent = await exportReport(result);
 }
 
-async function exportReport() {
+/** Exports the answers waiting and says where; `result`, when given, keeps the file's path. */
+async function exportReport(result = null) {
   try {
     const summary = await invoke("export_answers");
+    if (result) result.dataset.path = summary.path;
     return `${plural(summary.answers, "answer was", "answers were")} written to ${summary.path}. Give this file to your professor.`;
   } catch (e) {
+    if (result) delete result.dataset.path;
     return `The export failed: ${e.message}`;
   }
 }
@@ -709,6 +785,12 @@ $("ended-sign-in").addEventListener("click", () => {
 startProctor({ invoke, listen, root: $("proctor") });
 await listen("engine", (event) => onEngineEvent(event.payload));
 await listen("engine-resync", () => refresh());
+// The app is closing (SIGTERM, SIGHUP): what is still on its way to the engine is handed over,
+// and the engine writes it to disk before the app exits.
+await listen("app-closing", async () => {
+  await typingSettled();
+  await invoke("typing_handed_over");
+});
 await refresh();
 setInterval(() => {
   if (!state.overview) return;

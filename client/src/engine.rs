@@ -512,12 +512,15 @@ impl Engine {
         blocking(move || {
             Ok(folder::left_on_disk(&data_dir)
                 .into_iter()
-                .map(|(server_url, username, records)| WaitingView {
-                    server_url,
-                    username,
-                    answers: records.iter().filter(|r| r.is_pending()).count(),
+                .filter_map(|(server_url, username, records)| {
+                    let waiting: Vec<&Record> = records.iter().filter(|r| r.is_pending()).collect();
+                    Some(WaitingView {
+                        server_url,
+                        username,
+                        answers: waiting.len(),
+                        since: waiting.iter().map(|r| r.edited_at).min()?,
+                    })
                 })
-                .filter(|w| w.answers > 0)
                 .collect())
         })
         .await

@@ -239,6 +239,8 @@ pub struct WaitingView {
     pub username: String,
     /// How many answers wait.
     pub answers: usize,
+    /// When the oldest of them was written on this computer (its clock).
+    pub since: invigil_protocol::Timestamp,
 }
 
 /// What [`crate::Engine::export`] wrote.

@@ -3,8 +3,9 @@
 use crate::error::CommandResult;
 use invigil_client::Engine;
 use invigil_client::view::{
-    AnswerView, EvaluationView, ExamContent, ExportSummary, Overview, SessionView,
+    AnswerView, EvaluationView, ExamContent, ExportSummary, Overview, SessionView, WaitingView,
 };
+use std::path::PathBuf;
 use tauri::{AppHandle, Manager, Runtime, State};
 
 /// Everything the front end shows, at once (at start and after it missed events).
@@ -70,21 +71,48 @@ pub async fn submit(
     Ok(engine.submit(&evaluation_id).await?)
 }
 
-/// Writes the answers still waiting to a file for the professor, in the documents folder (or the
-/// app's data folder when there is none), and says where. The engine names the file (only
-/// `[A-Za-z0-9._-]`) and writes it only inside that folder.
+/// Writes the answers still waiting to a file for the professor, in [`export_folder`], and says
+/// where. The engine names the file (only `[A-Za-z0-9._-]`) and writes it only inside that
+/// folder.
 #[tauri::command]
 pub async fn export_answers<R: Runtime>(
     app: AppHandle<R>,
     engine: State<'_, Engine>,
 ) -> CommandResult<ExportSummary> {
-    let folder = app
-        .path()
+    let folder = export_folder(&app, &engine);
+    Ok(engine.export(&folder).await?)
+}
+
+/// The answers waiting on this computer for every student and server (the sign-in screen lists
+/// those someone else left behind, so that they can still be exported).
+#[tauri::command]
+pub async fn waiting_answers(engine: State<'_, Engine>) -> CommandResult<Vec<WaitingView>> {
+    Ok(engine.waiting_on_this_computer().await?)
+}
+
+/// Writes the answers waiting on this computer for `username` on `server_url` (any student, the
+/// one signed in or not) to a file in [`export_folder`], as [`export_answers`] does.
+#[tauri::command]
+pub async fn export_waiting_answers<R: Runtime>(
+    app: AppHandle<R>,
+    engine: State<'_, Engine>,
+    server_url: String,
+    username: String,
+) -> CommandResult<ExportSummary> {
+    let folder = export_folder(&app, &engine);
+    Ok(engine
+        .export_waiting(&server_url, &username, &folder)
+        .await?)
+}
+
+/// Where exports go: the documents folder, or the app's data folder when there is none. The page
+/// cannot name a folder: it may call nothing that writes elsewhere.
+fn export_folder<R: Runtime>(app: &AppHandle<R>, engine: &Engine) -> PathBuf {
+    app.path()
         .document_dir()
         .ok()
         .filter(|d| d.is_dir())
-        .unwrap_or_else(|| engine.data_dir().to_owned());
-    Ok(engine.export(&folder).await?)
+        .unwrap_or_else(|| engine.data_dir().to_owned())
 }
 
 /// The server's time now, in milliseconds since the epoch.

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! lib.rs       build / run_app: engine start-up, event forwarding, flush on exit
+//! closing      SIGTERM/SIGHUP close the app as closing its window does (typing written first)
 //! commands     the commands, one engine call each
 //! error        {kind, message} for the front end
 //! proctor      proctoring of the exam window (ProctorHost) and the page's two commands
@@ -14,6 +15,7 @@
 //! `tauri.conf.json` sits at the workspace root; the capability (`capabilities/default.json`)
 //! grants the window the app's commands and event listening, nothing else.
 
+pub mod closing;
 pub mod commands;
 pub mod error;
 pub mod proctor;
@@ -61,7 +63,10 @@ pub fn build<R: Runtime>(
             commands::edit_answer,
             commands::submit,
             commands::export_answers,
+            commands::waiting_answers,
+            commands::export_waiting_answers,
             commands::server_now,
+            closing::typing_handed_over,
             proctor::commands::proctor_attach,
             proctor::commands::proctor_refused,
         ])
@@ -81,6 +86,7 @@ pub fn build<R: Runtime>(
     );
     // Before the engine starts: the marker says whether the previous run ended cleanly.
     app.manage(proctor::ProctorHost::new(&config.data_dir));
+    app.manage(closing::Handover::default());
     let engine = tauri::async_runtime::block_on(Engine::start(config, vault))?;
     forward_events(app.handle().clone(), &engine);
     app.manage(engine);
@@ -118,8 +124,10 @@ fn forward_events<R: Runtime>(app: tauri::AppHandle<R>, engine: &Engine) {
     });
 }
 
-/// Runs a built app until it exits; whatever was typed is written to disk before it does.
+/// Runs a built app until it exits (its window closed, or SIGTERM or SIGHUP); whatever was typed
+/// is written to disk before it does.
 pub fn run_app<R: Runtime>(app: App<R>) {
+    closing::on_signals(app.handle().clone());
     app.run(|handle, event| {
         if let RunEvent::Exit = event {
             if let Some(engine) = handle.try_state::<Engine>() {

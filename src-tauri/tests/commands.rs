@@ -86,6 +86,25 @@ impl Desktop {
         engine
     }
 
+    /// Signs `username` in and joins `evaluation_id` once the engine lists it.
+    fn sign_in_and_join(
+        &self,
+        events: &mpsc::Receiver<Value>,
+        username: &str,
+        evaluation_id: &str,
+    ) {
+        self.invoke(
+            "sign_in",
+            json!({"username": username, "password": PASSWORD}),
+        )
+        .unwrap();
+        until(events, "the evaluation", |e| {
+            e["type"] == "evaluations" && e["data"][0].is_object()
+        });
+        self.invoke("join", json!({"evaluationId": evaluation_id}))
+            .unwrap();
+    }
+
     /// Engine events as the window receives them.
     fn events(&self) -> mpsc::Receiver<Value> {
         let (tx, rx) = mpsc::channel();
@@ -271,18 +290,7 @@ fn export_writes_the_waiting_answers_to_a_file_and_says_where() {
     });
     let desktop = Desktop::start(&server.url());
     let events = desktop.events();
-    desktop
-        .invoke(
-            "sign_in",
-            json!({"username": "alice", "password": PASSWORD}),
-        )
-        .unwrap();
-    until(&events, "the evaluation", |e| {
-        e["type"] == "evaluations" && e["data"][0].is_object()
-    });
-    desktop
-        .invoke("join", json!({"evaluationId": evaluation.id}))
-        .unwrap();
+    desktop.sign_in_and_join(&events, "alice", &evaluation.id);
     // Nothing is waiting: the export is empty, but still a valid file the console can read.
     let summary = desktop.invoke("export_answers", json!({})).unwrap();
     let path = summary["path"].as_str().unwrap();
@@ -303,6 +311,107 @@ fn export_writes_the_waiting_answers_to_a_file_and_says_where() {
     std::fs::remove_file(path).unwrap();
     desktop.invoke("sign_out", json!({})).unwrap();
     assert!(!desktop.overview().session.signed_in);
+}
+
+#[test]
+fn answers_another_student_left_waiting_are_listed_and_exported_after_a_sign_in_elsewhere() {
+    let (mut first, evaluation, second) = tauri::async_runtime::block_on(async {
+        let first = Server::start(5000).await;
+        let admin = Staff::admin(&first).await;
+        let prof = admin.professor("prof").await;
+        admin.create_user("alice", "student").await;
+        let evaluation = prof.running(&["alice"]).await;
+        let second = Server::start(5000).await;
+        Staff::admin(&second)
+            .await
+            .create_user("bob", "student")
+            .await;
+        (first, evaluation, second)
+    });
+    let desktop = Desktop::start(&first.url());
+    let events = desktop.events();
+    desktop.sign_in_and_join(&events, "alice", &evaluation.id);
+    // Alice's server goes away: her answer waits on this computer, and she signs out.
+    tauri::async_runtime::block_on(first.kill());
+    until(&events, "unreachable", |e| {
+        e["type"] == "connection" && e["data"]["state"] == "unreachable"
+    });
+    desktop
+        .invoke(
+            "edit_answer",
+            json!({"evaluationId": evaluation.id, "questionId": "q1", "content": "alice's text"}),
+        )
+        .unwrap();
+    until(&events, "q1 waiting", |e| {
+        e["type"] == "answer" && e["data"]["answer"]["state"] == "waiting"
+    });
+    desktop.invoke("sign_out", json!({})).unwrap();
+    // Bob signs in here, on another server.
+    desktop
+        .invoke(
+            "sign_in",
+            json!({"serverUrl": second.url(), "username": "bob", "password": PASSWORD}),
+        )
+        .unwrap();
+
+    let waiting = desktop.invoke("waiting_answers", json!({})).unwrap();
+    let alices_server = ServerUrl::parse(&first.url()).unwrap().to_string();
+    assert_eq!(waiting.as_array().unwrap().len(), 1, "{waiting}");
+    assert_eq!(waiting[0]["serverUrl"], alices_server.as_str());
+    assert_eq!(waiting[0]["username"], "alice");
+    assert_eq!(waiting[0]["answers"], 1);
+    assert!(
+        waiting[0]["since"].as_str().unwrap().ends_with('Z'),
+        "{waiting}"
+    );
+
+    let summary = desktop
+        .invoke(
+            "export_waiting_answers",
+            json!({"serverUrl": alices_server, "username": "alice"}),
+        )
+        .unwrap();
+    let path = std::path::PathBuf::from(summary["path"].as_str().unwrap());
+    // The folder the export of the student signed in uses too.
+    let folder = desktop
+        .app
+        .path()
+        .document_dir()
+        .ok()
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(|| desktop._dir.path().to_owned());
+    assert_eq!(path.parent(), Some(folder.as_path()));
+    let export = invigil_client::export::read(&path).unwrap();
+    assert_eq!(export.username, "alice");
+    assert_eq!(export.server_url, alices_server);
+    assert_eq!(summary["answers"], 1);
+    assert_eq!(export.answers[0].content, "alice's text");
+    std::fs::remove_file(&path).unwrap();
+
+    // A name from the page never leads the file out of that folder.
+    let hostile = desktop
+        .invoke(
+            "export_waiting_answers",
+            json!({"serverUrl": alices_server, "username": "../../x/.."}),
+        )
+        .unwrap();
+    let hostile = std::path::PathBuf::from(hostile["path"].as_str().unwrap());
+    assert_eq!(hostile.parent(), Some(folder.as_path()));
+    let name = hostile.file_name().unwrap().to_str().unwrap();
+    assert!(
+        name.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            && !name.starts_with('.'),
+        "{name}"
+    );
+    std::fs::remove_file(&hostile).unwrap();
+    let refused = desktop
+        .invoke(
+            "export_waiting_answers",
+            json!({"serverUrl": "not a url", "username": "alice"}),
+        )
+        .unwrap_err();
+    assert_eq!(refused["kind"], "invalid_server_url", "{refused}");
 }
 
 #[test]

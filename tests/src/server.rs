@@ -292,7 +292,16 @@ pub enum Network {
     Cut,
     /// Connections stay open but nothing flows (a machine asleep, a dead Wi-Fi).
     Frozen,
+    /// What the student sends reaches the server, but nothing comes back: a save is stored and
+    /// its acknowledgement is lost. A connection that lost bytes this way is closed at the next
+    /// change of the network (a TCP stream cannot lose bytes and go on).
+    AcksLost,
+    /// Every chunk, either way, arrives [`SLOW`] late, in order (a congested link).
+    Slow,
 }
+
+/// How late [`Network::Slow`] delivers each chunk.
+pub const SLOW: Duration = Duration::from_millis(150);
 
 /// A TCP proxy in front of the server.
 pub struct Proxy {
@@ -396,6 +405,7 @@ async fn pipe(
     let (mut server_read, mut server_write) = server.into_split();
     let mut up = [0u8; 16 * 1024];
     let mut down = [0u8; 16 * 1024];
+    let mut lost_down = false;
     loop {
         let network = *mode.borrow_and_update();
         match network {
@@ -406,19 +416,33 @@ async fn pipe(
                 }
                 continue;
             }
-            Network::Up => {}
+            Network::Up | Network::Slow if lost_down => return,
+            Network::Up | Network::Slow | Network::AcksLost => {}
         }
+        // The fault itself, not a wait for something: a slow link holds each chunk this long.
+        let late = || async {
+            if network == Network::Slow {
+                tokio::time::sleep(SLOW).await;
+            }
+        };
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         tokio::select! {
             _ = mode.changed() => continue,
             n = client_read.read(&mut up) => match n {
                 Ok(0) | Err(_) => return,
                 Ok(n) if RequestCut::cuts(cuts, &up[..n]) => return,
-                Ok(n) => if server_write.write_all(&up[..n]).await.is_err() { return },
+                Ok(n) => {
+                    late().await;
+                    if server_write.write_all(&up[..n]).await.is_err() { return }
+                }
             },
             n = server_read.read(&mut down) => match n {
                 Ok(0) | Err(_) => return,
-                Ok(n) => if client_write.write_all(&down[..n]).await.is_err() { return },
+                Ok(_) if network == Network::AcksLost => lost_down = true,
+                Ok(n) => {
+                    late().await;
+                    if client_write.write_all(&down[..n]).await.is_err() { return }
+                }
             },
         }
     }

@@ -180,6 +180,19 @@ impl App {
         app
     }
 
+    /// Starts the app on `server_url` with its data in `data_dir`.
+    pub async fn launch_on(tooling: &Tooling, server_url: &str, data_dir: &Path) -> App {
+        let data_dir = data_dir.to_str().expect("a UTF-8 data folder");
+        Self::launch(
+            tooling,
+            &[
+                ("INVIGIL_SERVER_URL", server_url),
+                ("INVIGIL_DATA_DIR", data_dir),
+            ],
+        )
+        .await
+    }
+
     async fn try_call(
         &self,
         method: reqwest::Method,
@@ -290,6 +303,55 @@ impl App {
             json!({"script": script, "args": []}),
         )
         .await
+    }
+
+    /// Runs an asynchronous script in the page (it ends by calling
+    /// `arguments[arguments.length - 1]` with its value) and returns that value.
+    pub async fn script_async(&self, script: &str) -> Value {
+        self.command(
+            reqwest::Method::POST,
+            "/execute/async",
+            json!({"script": script, "args": []}),
+        )
+        .await
+    }
+
+    /// The app's own process (WebKitWebDriver starts it, below tauri-driver).
+    pub fn app_pid(&self) -> u32 {
+        let name = app_binary();
+        let name = name.file_name().expect("the app binary's name");
+        descendants(self.driver.id())
+            .into_iter()
+            .find(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/exe"))
+                    .is_ok_and(|exe| exe.file_name() == Some(name))
+            })
+            .expect("the app is running")
+    }
+
+    /// Sends `signal` to the app's process.
+    pub fn signal_app(&self, pid: u32, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
+            .unwrap_or_else(|e| panic!("{signal} to the app: {e}"));
+    }
+
+    /// Waits until the app's process `pid` has exited (it is gone, or a zombie its parent has not
+    /// reaped yet). Its parent is WebKitWebDriver, so this reads /proc, within [`WAIT`].
+    pub async fn until_app_exited(&self, pid: u32) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let (_, rest) = stat.rsplit_once(')')?;
+                    rest.split_whitespace().next().map(str::to_owned)
+                });
+            if state.as_deref().is_none_or(|s| s == "Z" || s == "X") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the app did not exit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits until the JavaScript expression `condition` is true in the page: checked at once,

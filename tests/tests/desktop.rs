@@ -46,6 +46,22 @@ async fn sign_in(app: &App, username: &str) {
     app.click("#sign-in-button").await;
 }
 
+/// Starts the evaluation from the list and waits for its open exam.
+async fn start_exam(app: &App, evaluation_id: &str) {
+    let start = format!("#evaluations [data-evaluation=\"{evaluation_id}\"] button");
+    app.until(
+        "the evaluation",
+        &format!("document.querySelector('{start}')"),
+    )
+    .await;
+    app.click(&start).await;
+    app.until(
+        "the open exam",
+        "document.getElementById('screen-exam').dataset.exam === 'open'",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn answers_survive_a_server_outage_in_a_real_window() {
     let Some(tooling) = tools("answers_survive_a_server_outage_in_a_real_window") else {
@@ -59,15 +75,7 @@ async fn answers_survive_a_server_outage_in_a_real_window() {
     admin.create_user("alice", "student").await;
     let evaluation = prof.running(&["alice"]).await;
     let data = tempfile::tempdir().unwrap();
-    let url = server.url();
-    let app = App::launch(
-        &tooling,
-        &[
-            ("INVIGIL_SERVER_URL", url.as_str()),
-            ("INVIGIL_DATA_DIR", data.path().to_str().unwrap()),
-        ],
-    )
-    .await;
+    let app = App::launch_on(&tooling, &server.url(), data.path()).await;
 
     // Sign in, wrongly first: the error is clear.
     app.until(
@@ -229,31 +237,9 @@ async fn phase_changes_and_a_second_sign_in_show_live() {
     admin.create_user("bob", "student").await;
     let evaluation = prof.running(&["bob"]).await;
     let data = tempfile::tempdir().unwrap();
-    let url = server.url();
-    let app = App::launch(
-        &tooling,
-        &[
-            ("INVIGIL_SERVER_URL", url.as_str()),
-            ("INVIGIL_DATA_DIR", data.path().to_str().unwrap()),
-        ],
-    )
-    .await;
+    let app = App::launch_on(&tooling, &server.url(), data.path()).await;
     sign_in(&app, "bob").await;
-    let start = format!(
-        "#evaluations [data-evaluation=\"{}\"] button",
-        evaluation.id
-    );
-    app.until(
-        "the evaluation",
-        &format!("document.querySelector('{start}')"),
-    )
-    .await;
-    app.click(&start).await;
-    app.until(
-        "the open exam",
-        "document.getElementById('screen-exam').dataset.exam === 'open'",
-    )
-    .await;
+    start_exam(&app, &evaluation.id).await;
     app.type_into("#questions [data-question=\"q1\"] textarea", "Mine.")
         .await;
     app.until("q1 saved", &answer("q1", "saved")).await;
@@ -319,4 +305,261 @@ async fn phase_changes_and_a_second_sign_in_show_live() {
     .await;
     app.screenshot("10-unblocked").await;
     app.quit().await;
+}
+
+/// Alice in the open exam of a running evaluation of `server`, in an app with its data in `data`;
+/// then the server is killed, and what she types from now on waits on this computer.
+async fn alice_offline_in_her_exam(
+    tooling: &Tooling,
+    server: &mut Server,
+    data: &std::path::Path,
+) -> (App, invigil_protocol::Evaluation) {
+    let admin = Staff::admin(server).await;
+    let prof = admin.professor("prof").await;
+    admin.create_user("alice", "student").await;
+    let evaluation = prof.running(&["alice"]).await;
+    let app = App::launch_on(tooling, &server.url(), data).await;
+    sign_in(&app, "alice").await;
+    start_exam(&app, &evaluation.id).await;
+    server.kill().await;
+    app.until(
+        "unreachable",
+        "document.getElementById('banner').dataset.state === 'unreachable'",
+    )
+    .await;
+    (app, evaluation)
+}
+
+/// Replaces the page's `confirm` with one that records each question on `<body data-asked>` (a
+/// change the page's observers see) and answers yes unless the question contains `refuse`.
+fn answer_questions(refuse: &str) -> String {
+    format!(
+        r#"window.asked = window.asked || [];
+        window.confirm = (question) => {{
+          window.asked.push(question);
+          document.body.dataset.asked = String(window.asked.length);
+          return {refuse:?} === '' || !question.includes({refuse:?});
+        }};
+        return true;"#
+    )
+}
+
+/// A file an export wrote, as JSON.
+fn exported(path: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn answers_another_student_left_waiting_are_listed_at_sign_in_and_exported() {
+    let Some(tooling) =
+        tools("answers_another_student_left_waiting_are_listed_at_sign_in_and_exported")
+    else {
+        return;
+    };
+    let _window = WINDOW.lock().await;
+    let mut first = Server::start(1000).await;
+    let second = Server::start(1000).await;
+    Staff::admin(&second)
+        .await
+        .create_user("bob", "student")
+        .await;
+    let data = tempfile::tempdir().unwrap();
+
+    // Alice's server goes away while she types: her answer waits on this computer.
+    let (app, _) = alice_offline_in_her_exam(&tooling, &mut first, data.path()).await;
+    app.type_into(
+        "#questions [data-question=\"q1\"] textarea",
+        "Written by alice, left behind",
+    )
+    .await;
+    app.until("q1 waiting", &answer("q1", "waiting")).await;
+
+    // Signing out asks first (the running exam, then the waiting answer); saying no keeps her
+    // signed in.
+    app.script(&answer_questions("not reached the server"))
+        .await;
+    app.click("#sign-out").await;
+    app.until("two questions", "document.body.dataset.asked === '2'")
+        .await;
+    let asked = app.script("return window.asked").await;
+    assert!(
+        asked[1]
+            .as_str()
+            .unwrap()
+            .starts_with("1 answer has not reached the server yet"),
+        "{asked}"
+    );
+    assert!(
+        !app.script("return document.getElementById('screen-exam').hidden")
+            .await
+            .as_bool()
+            .unwrap()
+    );
+    app.script(&answer_questions("")).await;
+    app.click("#sign-out").await;
+
+    // The sign-in screen lists her waiting answer: who, which server, how many, since when.
+    let alice = "#left-behind-list li[data-username=\"alice\"]";
+    app.until(
+        "alice's answer on the sign-in screen",
+        &format!(
+            "!document.getElementById('screen-sign-in').hidden && document.querySelector('{alice}')"
+        ),
+    )
+    .await;
+    let listed = app.text(alice).await;
+    assert!(listed.contains(&first.addr.to_string()), "{listed}");
+    assert!(listed.contains("1 answer waiting since"), "{listed}");
+
+    // Bob signs in here, on another server, and signs out: alice's answer is still listed.
+    app.click("#server-details summary").await;
+    app.clear("#login-server").await;
+    app.type_into("#login-server", &second.url()).await;
+    sign_in(&app, "bob").await;
+    app.until(
+        "bob's evaluations",
+        "!document.getElementById('screen-list').hidden",
+    )
+    .await;
+    app.click("#sign-out").await;
+    app.until(
+        "alice's answer on the sign-in screen again",
+        &format!(
+            "!document.getElementById('screen-sign-in').hidden && document.querySelector('{alice}')"
+        ),
+    )
+    .await;
+    app.script("document.getElementById('left-behind').scrollIntoView(); return true")
+        .await;
+    app.screenshot("11-sign-in-answers-left-behind").await;
+
+    // The export writes her answer to a file for the professor.
+    app.click(&format!("{alice} button")).await;
+    app.until(
+        "the export's path",
+        &format!("document.querySelector('{alice} .export-result').dataset.path"),
+    )
+    .await;
+    let path = app
+        .script(&format!(
+            "return document.querySelector('{alice} .export-result').dataset.path"
+        ))
+        .await;
+    let path = path.as_str().unwrap();
+    let file = exported(path);
+    assert_eq!(file["username"], "alice");
+    assert_eq!(
+        file["answers"][0]["content"],
+        "Written by alice, left behind"
+    );
+    std::fs::remove_file(path).unwrap();
+    app.quit().await;
+}
+
+/// Typing that reached the engine but not yet the disk when the app is told to stop by `signal`
+/// is on disk when it has stopped, and waiting at the next start.
+async fn typing_is_written_when(signal: nix::sys::signal::Signal) {
+    let test = format!("typing_is_written_on_{signal}");
+    let Some(tooling) = tools(&test) else {
+        return;
+    };
+    let _window = WINDOW.lock().await;
+    let mut server = Server::start(1000).await;
+    let data = tempfile::tempdir().unwrap();
+    // No server: what is written stays waiting on this computer, where the test reads it.
+    let (app, evaluation) = alice_offline_in_her_exam(&tooling, &mut server, data.path()).await;
+    app.type_into("#questions [data-question=\"q1\"] textarea", "Typed")
+        .await;
+
+    // The signal must arrive while the engine holds the last keystrokes in memory only (the
+    // flusher writes them within FLUSH_DELAY): the app is stopped (SIGSTOP) once the engine has
+    // them and the disk is read; if the flusher was quicker, another keystroke and again.
+    let pid = app.app_pid();
+    let mut text = "Typed".to_owned();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        assert!(attempts <= 20, "the flusher always wrote first");
+        app.type_into("#questions [data-question=\"q1\"] textarea", "!")
+            .await;
+        text.push('!');
+        app.script_async(&format!(
+            r#"const done = arguments[arguments.length - 1];
+            const {{ invoke }} = window.__TAURI__.core;
+            (async () => {{
+              for (;;) {{
+                const exam = await invoke('open_exam', {{ evaluationId: {id:?} }});
+                if (exam.answers.q1 === {text:?}) return done(true);
+              }}
+            }})();"#,
+            id = evaluation.id
+        ))
+        .await;
+        app.signal_app(pid, nix::sys::signal::Signal::SIGSTOP);
+        if !on_disk(data.path(), &text) {
+            break;
+        }
+        app.signal_app(pid, nix::sys::signal::Signal::SIGCONT);
+    }
+    app.signal_app(pid, signal);
+    app.signal_app(pid, nix::sys::signal::Signal::SIGCONT);
+    app.until_app_exited(pid).await;
+
+    assert!(on_disk(data.path(), &text), "{signal} lost {text:?}");
+    let marker = std::fs::read_to_string(data.path().join("last-run.json")).unwrap();
+    assert!(marker.contains("\"ended\""), "{marker}");
+    drop(app);
+
+    // The next start: the answer is waiting (whether the sign-in was kept or not), and its
+    // export carries the text.
+    let app = App::launch_on(&tooling, &server.url(), data.path()).await;
+    app.until("the app", "document.getElementById('banner') !== null")
+        .await;
+    let waiting = app
+        .script_async(
+            r#"const done = arguments[arguments.length - 1];
+            window.__TAURI__.core.invoke('waiting_answers').then(done, (e) => done({error: e}));"#,
+        )
+        .await;
+    assert_eq!(waiting[0]["username"], "alice", "{waiting}");
+    assert_eq!(waiting[0]["answers"], 1, "{waiting}");
+    let summary = app
+        .script_async(&format!(
+            r#"const done = arguments[arguments.length - 1];
+            window.__TAURI__.core
+              .invoke('export_waiting_answers', {{ serverUrl: {server:?}, username: 'alice' }})
+              .then(done, (e) => done({{error: e}}));"#,
+            server = waiting[0]["serverUrl"].as_str().unwrap()
+        ))
+        .await;
+    let path = summary["path"].as_str().expect("an export");
+    assert_eq!(exported(path)["answers"][0]["content"], text.as_str());
+    std::fs::remove_file(path).unwrap();
+    app.quit().await;
+}
+
+/// Whether a file in the data folder holds `text` (an answer's record is JSON: `text` has no
+/// character JSON escapes).
+fn on_disk(dir: &std::path::Path, text: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let path = entry.path();
+        if path.is_dir() {
+            on_disk(&path, text)
+        } else {
+            std::fs::read_to_string(&path).is_ok_and(|s| s.contains(&format!("\"{text}\"")))
+        }
+    })
+}
+
+#[tokio::test]
+async fn typing_is_written_on_sigterm() {
+    typing_is_written_when(nix::sys::signal::Signal::SIGTERM).await;
+}
+
+#[tokio::test]
+async fn typing_is_written_on_sighup() {
+    typing_is_written_when(nix::sys::signal::Signal::SIGHUP).await;
 }

@@ -36,15 +36,7 @@ async fn the_app_opens_on_the_sign_in_screen_and_signs_in() {
     admin.create_user("alice", "student").await;
     let evaluation = prof.running(&["alice"]).await;
     let data = tempfile::tempdir().unwrap();
-    let url = server.url();
-    let app = App::launch(
-        &tooling,
-        &[
-            ("INVIGIL_SERVER_URL", url.as_str()),
-            ("INVIGIL_DATA_DIR", data.path().to_str().unwrap()),
-        ],
-    )
-    .await;
+    let app = App::launch_on(&tooling, &server.url(), data.path()).await;
 
     app.until(
         "the sign-in screen",

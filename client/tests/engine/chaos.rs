@@ -1,9 +1,13 @@
-//! Network chaos: each student's network cut, frozen and restored at random, and the server
+//! Network chaos: each student's network cut, frozen, made slow, made to lose what the server
+//! sends back (acknowledgements of answers it stored), and restored, at random, and the server
 //! killed at a random moment, while three students keep typing.
 //!
 //! (The issue asks for `tc netem` between network namespaces; the CI machine's kernel has no
-//! `netem`, so the faults are the test proxy's: connections closed, or left open with nothing
-//! flowing, which is what loss and delay do to a connection at their worst.)
+//! `netem` queueing discipline, so the faults are the test proxy's, at the connection level:
+//! connections closed, left open with nothing flowing, delayed by [`SLOW`] in each direction,
+//! or losing everything the server sends while what the student sends still arrives. Packet
+//! loss and reordering inside a TCP stream are hidden by TCP itself; what they do to the
+//! connection at their worst is one of these.)
 
 use crate::harness::*;
 use invigil_client::view::AnswerState;
@@ -11,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 #[tokio::test]
-async fn through_cuts_freezes_and_a_server_kill_every_engine_ends_with_nothing_waiting() {
+async fn through_network_faults_and_a_server_kill_every_engine_ends_with_nothing_waiting() {
     // Invariants: after the network heals, every engine has 0 answers waiting, and the server
     // holds each engine's last text of each question (0 acknowledged answers lost).
     let seed = std::env::var("INVIGIL_CHAOS_SEED")
@@ -48,9 +52,11 @@ async fn through_cuts_freezes_and_a_server_kill_every_engine_ends_with_nothing_w
                     answer_state(o, &id, question).is_some_and(|s| s != AnswerState::Editing)
                 })
                 .await;
-            let network = match rng.random_range(0..4) {
+            let network = match rng.random_range(0..7) {
                 0 => Network::Cut,
                 1 => Network::Frozen,
+                2 => Network::AcksLost,
+                3 => Network::Slow,
                 _ => Network::Up,
             };
             proxies[i].set(network);
@@ -81,4 +87,54 @@ async fn through_cuts_freezes_and_a_server_kill_every_engine_ends_with_nothing_w
             "{name}"
         );
     }
+}
+
+#[tokio::test]
+async fn an_answer_whose_acknowledgement_is_lost_is_sent_again_and_stored_once() {
+    // Invariants: "Saved on the server" is shown only once an acknowledgement arrived; the
+    // server keeps the revision it stored (sent again, it is not stored as another one); after
+    // the network heals nothing waits.
+    let server = Server::start(500).await;
+    let proxy = Proxy::start(server.addr).await;
+    let (prof, id) = running_exam(&server, &["ada"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ada = sitting(&proxy.url(), dir.path(), "ada", &id).await;
+    ada.until_connection(invigil_client::view::ConnectionState::Online)
+        .await;
+
+    proxy.set(Network::AcksLost);
+    ada.engine
+        .edit(&id, "q1", "stored, its acknowledgement lost".into())
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let stored = loop {
+        let answers = prof.answers(&id, "ada").await;
+        if let Some(a) = answers.into_iter().find(|a| a.question_id == "q1") {
+            break a;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never got the answer"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(stored.content, "stored, its acknowledgement lost");
+    assert_eq!(
+        answer_state(&ada.engine.overview(), &id, "q1"),
+        Some(AnswerState::Waiting),
+        "the app never heard back, so the answer still waits"
+    );
+
+    proxy.set(Network::Up);
+    ada.until("nothing waiting", |o| o.pending == 0).await;
+    assert_eq!(
+        answer_state(&ada.engine.overview(), &id, "q1"),
+        Some(AnswerState::Saved)
+    );
+    let again = prof.answers(&id, "ada").await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].revision, again[0].content.as_str()),
+        (stored.revision, "stored, its acknowledgement lost")
+    );
 }

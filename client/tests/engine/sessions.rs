@@ -265,6 +265,7 @@ async fn answers_a_student_left_waiting_stay_listed_and_exportable_after_someone
     let mut app = sitting(&proxy.url(), dir.path(), "alice", &id).await;
     proxy.set(Network::Cut);
     app.until_connection(ConnectionState::Unreachable).await;
+    let before = invigil_protocol::Timestamp::now();
     app.engine.edit(&id, "q1", "alice's answer".into()).unwrap();
     app.until_answer(&id, "q1", AnswerState::Waiting).await;
     app.engine.sign_out().await.unwrap();
@@ -276,13 +277,20 @@ async fn answers_a_student_left_waiting_stay_listed_and_exportable_after_someone
     let url = invigil_client::ServerUrl::parse(&proxy.url())
         .unwrap()
         .to_string();
+    let since = waiting.first().map(|w| w.since).unwrap();
     assert_eq!(
         waiting,
         [invigil_client::view::WaitingView {
             server_url: url.clone(),
             username: "alice".into(),
-            answers: 1
+            answers: 1,
+            since,
         }]
+    );
+    // Since the edit was written, by this computer's clock.
+    assert!(
+        before <= since && since <= invigil_protocol::Timestamp::now(),
+        "{since}"
     );
     let summary = app
         .engine
