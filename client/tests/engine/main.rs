@@ -11,6 +11,7 @@ mod chaos;
 mod connection;
 mod crash;
 mod disk;
+mod integrity;
 mod reconcile;
 mod sessions;
 mod sign_in;
