@@ -34,6 +34,34 @@ fn answer(question: &str, state: &str) -> String {
     )
 }
 
+/// The app on a fresh data folder, `username` signed in and `evaluation` started from the list.
+async fn starting_exam(
+    tooling: &Tooling,
+    server: &Server,
+    username: &str,
+    evaluation: &str,
+) -> (App, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let app = App::launch(
+        tooling,
+        &[
+            ("INVIGIL_SERVER_URL", url.as_str()),
+            ("INVIGIL_DATA_DIR", data.path().to_str().unwrap()),
+        ],
+    )
+    .await;
+    sign_in(&app, username).await;
+    let start = format!("#evaluations [data-evaluation=\"{evaluation}\"] button");
+    app.until(
+        "the evaluation",
+        &format!("document.querySelector('{start}')"),
+    )
+    .await;
+    app.click(&start).await;
+    (app, data)
+}
+
 async fn sign_in(app: &App, username: &str) {
     app.until(
         "the sign-in form",
@@ -228,27 +256,7 @@ async fn phase_changes_and_a_second_sign_in_show_live() {
     let prof = admin.professor("prof").await;
     admin.create_user("bob", "student").await;
     let evaluation = prof.running(&["bob"]).await;
-    let data = tempfile::tempdir().unwrap();
-    let url = server.url();
-    let app = App::launch(
-        &tooling,
-        &[
-            ("INVIGIL_SERVER_URL", url.as_str()),
-            ("INVIGIL_DATA_DIR", data.path().to_str().unwrap()),
-        ],
-    )
-    .await;
-    sign_in(&app, "bob").await;
-    let start = format!(
-        "#evaluations [data-evaluation=\"{}\"] button",
-        evaluation.id
-    );
-    app.until(
-        "the evaluation",
-        &format!("document.querySelector('{start}')"),
-    )
-    .await;
-    app.click(&start).await;
+    let (app, _data) = starting_exam(&tooling, &server, "bob", &evaluation.id).await;
     app.until(
         "the open exam",
         "document.getElementById('screen-exam').dataset.exam === 'open'",
@@ -471,27 +479,7 @@ async fn leaving_a_proctored_exam_window_reaches_the_professor_live() {
     let evaluation = prof.running(&["carol"]).await;
     prof.set_proctoring(&evaluation.id, serde_json::json!({"report_focus": true}))
         .await;
-    let data = tempfile::tempdir().unwrap();
-    let url = server.url();
-    let app = App::launch(
-        &tooling,
-        &[
-            ("INVIGIL_SERVER_URL", url.as_str()),
-            ("INVIGIL_DATA_DIR", data.path().to_str().unwrap()),
-        ],
-    )
-    .await;
-    sign_in(&app, "carol").await;
-    let start = format!(
-        "#evaluations [data-evaluation=\"{}\"] button",
-        evaluation.id
-    );
-    app.until(
-        "the evaluation",
-        &format!("document.querySelector('{start}')"),
-    )
-    .await;
-    app.click(&start).await;
+    let (app, _data) = starting_exam(&tooling, &server, "carol", &evaluation.id).await;
     let line = "document.querySelector('#proctor li')?.textContent";
     app.until(
         "the line of what the exam reports",
