@@ -21,6 +21,7 @@ fn invigil_desktop_commands() -> &'static [&'static str] {
         "sign_out",
         "join",
         "open_exam",
+        "close_exam",
         "edit_answer",
         "submit",
         "export_answers",

@@ -700,7 +700,10 @@ async function exportReport(result = null) {
   try {
     const summary = await invoke("export_answers");
     if (result) result.dataset.path = summary.path;
-    return `${plural(summary.answers, "answer was", "answers were")} written to ${summary.path}. Give this file to your professor.`;
+    const events = summary.integrityEvents
+      ? ` with ${plural(summary.integrityEvents, "event", "events")} of what the exam reports`
+      : "";
+    return `${plural(summary.answers, "answer was", "answers were")} written to ${summary.path}${events}. Give this file to your professor.`;
   } catch (e) {
     if (result) delete result.dataset.path;
     return `The export failed: ${e.message}`;
@@ -771,6 +774,8 @@ $("sign-out").addEventListener("click", signOut);
 $("back").addEventListener("click", () => {
   state.examId = null;
   render();
+  // Proctoring applies only while the exam is on screen.
+  invoke("close_exam").catch((e) => console.warn("close_exam", e));
 });
 $("submit").addEventListener("click", submitExam);
 $("export").addEventListener("click", exportAnswers);

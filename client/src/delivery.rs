@@ -1,15 +1,17 @@
 //! Answers between the outbox and the server: reading the server's answers after every
 //! `WELCOME` (reconciling), sending what waits, and taking in acknowledgements and refusals.
+//! Proctoring events likewise, from the integrity outbox: sent on every new socket, kept until
+//! `INTEGRITY_ACK`, dropped (with the reason in the log) on `INTEGRITY_REJECTED`.
 //! Also what the socket tells of the session and the evaluations (the end of a session, the
 //! evaluation cache).
 
 use crate::error::Error;
 use crate::folder::{self, SessionNote};
 use crate::outbox::{self, Displaced, Key, Record};
-use crate::show::{answer_event, session_view};
+use crate::show::{answer_event, integrity_count, session_view};
 use crate::state::{Draft, FLUSH_DELAY, Held, Link, Shared, State, blocking, connection};
 use crate::view::{ConnectionState, Event};
-use invigil_protocol::{ClientMessage, ErrorCode, ParticipationStatus, Phase};
+use invigil_protocol::{ClientMessage, ErrorCode, IntegrityRejectCode, ParticipationStatus, Phase};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -194,6 +196,68 @@ impl Shared {
                 break;
             }
         }
+    }
+
+    /// Sends, on the open socket, every waiting proctoring event not already on its way there,
+    /// oldest first. Events need no reconciling: the server stores each `event_id` once, so
+    /// sending one again is always safe.
+    pub(crate) fn send_integrity(&self, state: &mut State) {
+        let (Some(integrity), Some(link)) = (state.integrity.as_ref(), state.link.as_mut()) else {
+            return;
+        };
+        for event in integrity.events() {
+            if link.integrity_inflight.contains(&event.event_id) {
+                continue;
+            }
+            let frame = serde_json::to_string(&ClientMessage::IntegrityEvent(event.clone()))
+                .expect("client messages serialize");
+            if link.tx.try_send(frame).is_err() {
+                // The queue is full: the rest go at the next heartbeat.
+                break;
+            }
+            link.integrity_inflight.insert(event.event_id.clone());
+        }
+    }
+
+    /// Handles `INTEGRITY_ACK` (`refused` is `None`) and `INTEGRITY_REJECTED`: either way the
+    /// event leaves this computer. A refused one is never sent again (the student is not, or no
+    /// longer, sitting that evaluation: another try would be refused the same way); the log says
+    /// which and why.
+    pub(crate) fn integrity_answered(
+        &self,
+        state: &mut State,
+        event_id: &str,
+        refused: Option<IntegrityRejectCode>,
+    ) {
+        if let Some(link) = state.link.as_mut() {
+            link.integrity_inflight.remove(event_id);
+        }
+        let Some(integrity) = state.integrity.as_mut() else {
+            return;
+        };
+        let Some(event) = integrity.take(event_id) else {
+            return;
+        };
+        if let Some(code) = refused {
+            tracing::warn!(
+                event = %event_id,
+                evaluation = %event.evaluation_id,
+                kind = event.kind.as_str(),
+                code = ?code,
+                "the server refused a proctoring event; it is dropped"
+            );
+        }
+        let (dir, id) = (integrity.dir().to_owned(), event_id.to_owned());
+        tokio::task::spawn_blocking(move || {
+            // Left on disk, it is sent again by the next run and acknowledged again: harmless.
+            if let Err(e) = crate::integrity::remove(&dir, &id) {
+                tracing::warn!(error = %e, "an answered proctoring event could not be removed");
+            }
+        });
+        self.emit(Event::Integrity(integrity_count(
+            state,
+            &event.evaluation_id,
+        )));
     }
 
     /// Handles `ANSWER_ACK`.

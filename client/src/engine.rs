@@ -15,6 +15,7 @@ use crate::delivery::ANSWERS_TIMEOUT;
 use crate::error::{Error, Result};
 use crate::export::{self, AnswersExport, ExportedAnswer, ExportedDisplaced};
 use crate::folder::{self, SessionNote};
+use crate::integrity::{self, IntegrityOutbox, IntegrityReport};
 use crate::outbox::{self, Key, Outbox, Record};
 use crate::show::*;
 use crate::state::{Active, Draft, Shared, State, Token, blocking, connection, server_now_ms};
@@ -75,6 +76,7 @@ impl Engine {
                 connection: connection(ConnectionState::SignedOut, None, None),
                 evaluations: BTreeMap::new(),
                 outbox: None,
+                integrity: None,
                 drafts: BTreeMap::new(),
                 write_back: BTreeSet::new(),
                 unwritten: BTreeSet::new(),
@@ -131,6 +133,7 @@ impl Engine {
             clock_synced: state.clock.is_known(),
             storage_problem: state.storage_problem.clone(),
             only_in_memory: only_in_memory(&state),
+            integrity_pending: integrity_total(&state),
         }
     }
 
@@ -236,12 +239,13 @@ impl Engine {
             session_id: login.session_id.clone(),
             ended: None,
         };
-        let (outbox, cache) = {
+        let (outbox, integrity, cache) = {
             let (dir, data_dir) = (dir.clone(), shared.config.data_dir.clone());
             blocking(move || {
                 folder::write_note(&data_dir, &note)?;
                 let outbox = Outbox::open(dir.join("answers"))?;
-                Ok((outbox, folder::read_cache(&dir)))
+                let integrity = IntegrityOutbox::open(dir.join("integrity"))?;
+                Ok((outbox, integrity, folder::read_cache(&dir)))
             })
             .await?
         };
@@ -271,6 +275,9 @@ impl Engine {
                 state.drafts.clear();
                 state.write_back.clear();
                 state.unwritten.clear();
+            }
+            if state.integrity.as_ref().map(IntegrityOutbox::dir) != Some(integrity.dir()) {
+                state.integrity = Some(integrity);
             }
             state.evaluations = cache;
             state.link = None;
@@ -331,6 +338,7 @@ impl Engine {
         }
         state.session = None;
         state.outbox = None;
+        state.integrity = None;
         state.evaluations.clear();
         state.drafts.clear();
         state.write_back.clear();
@@ -480,16 +488,22 @@ impl Engine {
             let state = self.shared.lock();
             let active = state.session.as_ref().ok_or(Error::NotSignedIn)?;
             let outbox = state.outbox.as_ref().ok_or(Error::NotSignedIn)?;
+            let events = state
+                .integrity
+                .as_ref()
+                .map(|i| i.events().cloned().collect())
+                .unwrap_or_default();
             answers_export(
                 state.server_url.to_string(),
                 active.user.username.clone(),
                 self.shared.config.device.clone(),
                 active.ended.clone(),
                 outbox.records().collect(),
+                events,
                 |id| title_of(&state, id),
             )
         };
-        let count = export.answers.len();
+        let (count, events) = (export.answers.len(), export.integrity.len());
         let path = export::path_in(
             folder,
             &export::file_name(&export.username, export.exported_at),
@@ -499,7 +513,53 @@ impl Engine {
         Ok(ExportSummary {
             path: path.display().to_string(),
             answers: count,
+            integrity_events: events,
         })
+    }
+
+    /// Keeps a proctoring observation of the desktop shell for `evaluation_id` and sends it: it
+    /// becomes an integrity event under a new UUID, written to disk (as an answer is) before it
+    /// is sent, and kept until the server acknowledges it, sent again on every new connection,
+    /// and written to the answers file if it never reaches the server. Returns the event's id.
+    ///
+    /// A disk that refuses the write does not lose the event: it is sent from memory and
+    /// written again with the answers the disk refused.
+    pub async fn report_integrity(
+        &self,
+        evaluation_id: &str,
+        report: IntegrityReport,
+    ) -> Result<String> {
+        let event = report.into_event(evaluation_id, uuid::Uuid::new_v4().to_string())?;
+        let dir = {
+            let state = self.shared.lock();
+            state
+                .integrity
+                .as_ref()
+                .ok_or(Error::NotSignedIn)?
+                .dir()
+                .to_owned()
+        };
+        let written = {
+            let (dir, event) = (dir.clone(), event.clone());
+            blocking(move || integrity::persist(&dir, &event)).await
+        };
+        let mut state = self.shared.lock();
+        let state = &mut *state;
+        let Some(outbox) = state.integrity.as_mut().filter(|i| i.dir() == dir) else {
+            // Signed out meanwhile: the event is in its student's folder, for their next
+            // sign-in here (or lost with the memory if the disk refused it).
+            return written.map(|()| event.event_id);
+        };
+        if let Err(e) = &written {
+            tracing::error!(error = %e, "a proctoring event could not be written to disk; sending it from memory");
+            state.retry_at = Some(Instant::now() + crate::flusher::STORAGE_RETRY);
+            self.shared.wake_flusher.notify_one();
+        }
+        outbox.insert(event.clone(), written.is_ok());
+        self.shared.send_integrity(state);
+        self.shared
+            .emit(Event::Integrity(integrity_count(state, evaluation_id)));
+        Ok(event.event_id)
     }
 }
 
@@ -551,8 +611,9 @@ impl Engine {
         let (device, username) = (self.shared.config.device.clone(), username.to_owned());
         let path = export::path_in(folder, &export::file_name(&username, Timestamp::now()))?;
         let target = path.clone();
-        let count = blocking(move || {
+        let (count, events) = blocking(move || {
             let records = outbox::read_records(&dir.join("answers"));
+            let events = integrity::read_events(&dir.join("integrity"));
             let titles = folder::read_cache(&dir);
             let export = answers_export(
                 url.to_string(),
@@ -560,15 +621,17 @@ impl Engine {
                 device,
                 None,
                 records.iter().collect(),
+                events,
                 |id| titles.get(id).map(|h| h.evaluation.title.clone()),
             );
             export::write(&target, &export)?;
-            Ok(export.answers.len())
+            Ok((export.answers.len(), export.integrity.len()))
         })
         .await?;
         Ok(ExportSummary {
             path: path.display().to_string(),
             answers: count,
+            integrity_events: events,
         })
     }
 }
@@ -601,6 +664,13 @@ impl Drop for Engine {
                 }
             }
         }
+        if let Some(events) = state.integrity.as_ref() {
+            for event in events.unwritten() {
+                if let Err(e) = integrity::persist(events.dir(), &event) {
+                    tracing::error!(error = %e, "a proctoring event could not be saved at exit");
+                }
+            }
+        }
     }
 }
 
@@ -616,16 +686,17 @@ impl Shared {
         let dir = self.user_dir(&url, &note.user.username);
         let vault = self.vault.clone();
         let wants_token = note.ended.is_none();
-        let (outbox, cache, token) = {
+        let (outbox, integrity, cache, token) = {
             let dir = dir.clone();
             blocking(move || {
                 let outbox = Outbox::open(dir.join("answers"))?;
+                let integrity = IntegrityOutbox::open(dir.join("integrity"))?;
                 let token = if wants_token {
                     vault.load(&account)
                 } else {
                     Ok(None)
                 };
-                Ok((outbox, folder::read_cache(&dir), token))
+                Ok((outbox, integrity, folder::read_cache(&dir), token))
             })
             .await?
         };
@@ -660,6 +731,7 @@ impl Shared {
             api: Api::new(url.clone(), &self.tls),
         });
         state.outbox = Some(outbox);
+        state.integrity = Some(integrity);
         state.evaluations = cache;
         state.connection = match &ended {
             Some(reason) => connection(ConnectionState::SessionEnded, Some(reason.clone()), None),
@@ -697,6 +769,7 @@ fn answers_export(
     device: String,
     session_ended: Option<String>,
     records: Vec<&Record>,
+    integrity: Vec<invigil_protocol::IntegrityEvent>,
     title: impl Fn(&str) -> Option<String>,
 ) -> AnswersExport {
     AnswersExport {
@@ -721,5 +794,6 @@ fn answers_export(
                     .collect::<Vec<_>>()
             })
             .collect(),
+        integrity,
     }
 }

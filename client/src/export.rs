@@ -38,6 +38,11 @@ pub struct AnswersExport {
     /// files of earlier versions of the app.
     #[serde(default)]
     pub displaced: Vec<ExportedDisplaced>,
+    /// Proctoring events the server has not acknowledged, oldest first, each as the HTTP form's
+    /// body of `POST /api/evaluations/{id}/integrity` (for the professor to read: they are not
+    /// imported). Left out when there are none, and absent in files of earlier versions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub integrity: Vec<invigil_protocol::IntegrityEvent>,
 }
 
 /// One answer that never reached the server (or whose acknowledgement never came back).
@@ -287,6 +292,7 @@ mod tests {
             session_ended: None,
             answers: Vec::new(),
             displaced: Vec::new(),
+            integrity: Vec::new(),
         };
         write(&path, &export).unwrap();
         assert_eq!(read(&path).unwrap(), export);

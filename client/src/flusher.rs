@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// How long a failed disk write waits before it is tried again.
-const STORAGE_RETRY: Duration = Duration::from_secs(1);
+pub(crate) const STORAGE_RETRY: Duration = Duration::from_secs(1);
 
 impl Shared {
     /// One pass of the flusher: writes due typing (all of it with `all`), acknowledgements, and
@@ -86,10 +86,76 @@ impl Shared {
                 self.committed(&dir, staged, written_back);
             }
         }
+        self.write_integrity(all, now).await;
         let state = self.lock();
         let typing = state.drafts.values().map(|d| d.since + FLUSH_DELAY).min();
-        let retry = state.retry_at.filter(|_| !state.unwritten.is_empty());
+        let events = state.integrity.as_ref().map_or(0, |i| i.unwritten_count());
+        let retry = state
+            .retry_at
+            .filter(|_| !state.unwritten.is_empty() || events > 0);
         typing.into_iter().chain(retry).min()
+    }
+
+    /// Writes again the proctoring events the disk refused (all of them with `all`, otherwise
+    /// once the retry is due). Called by [`Shared::write_pass`], under its write lock.
+    async fn write_integrity(&self, all: bool, now: Instant) {
+        let (dir, events) = {
+            let state = self.lock();
+            let Some(integrity) = state.integrity.as_ref() else {
+                return;
+            };
+            if !(all || state.retry_at.is_some_and(|at| at <= now)) {
+                return;
+            }
+            (integrity.dir().to_owned(), integrity.unwritten())
+        };
+        if events.is_empty() {
+            return;
+        }
+        let results = {
+            let dir = dir.clone();
+            blocking(move || {
+                Ok(events
+                    .into_iter()
+                    .map(|e| {
+                        let result = crate::integrity::persist(&dir, &e);
+                        (e.event_id, result)
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .await
+            .unwrap_or_default()
+        };
+        let mut gone = Vec::new();
+        {
+            let mut state = self.lock();
+            let state = &mut *state;
+            let Some(integrity) = state.integrity.as_mut().filter(|i| i.dir() == dir) else {
+                return;
+            };
+            for (id, result) in results {
+                match result {
+                    Ok(()) if integrity.events().any(|e| e.event_id == id) => {
+                        integrity.written(&id)
+                    }
+                    // Answered while it was being written: the file must go again.
+                    Ok(()) => gone.push(id),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a proctoring event could not be written to disk; retrying");
+                        state.retry_at = Some(Instant::now() + STORAGE_RETRY);
+                    }
+                }
+            }
+        }
+        if !gone.is_empty() {
+            let _ = blocking(move || {
+                for id in gone {
+                    crate::integrity::remove(&dir, &id)?;
+                }
+                Ok(())
+            })
+            .await;
+        }
     }
 
     /// Takes in records the flusher wrote (or the disk refused), sends the new ones, and keeps

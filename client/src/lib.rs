@@ -11,8 +11,10 @@
 //! delivery  answers to and from the server: reconciling after WELCOME, sends, acks, refusals
 //! flusher   typing to disk within FLUSH_DELAY, retries of refused writes; the deadline task
 //! live      the socket: connect, heartbeats, silence watchdog, backoff, server frames, PUT lane
-//! show      the views of `view` built from the state
+//! show      the views of `view` built from the state; the proctoring settings that apply to
+//!           the student (`effective_proctoring`)
 //! outbox    durable per-answer records (tmp + fsync + rename), acknowledgements, revisions
+//! integrity the proctoring events waiting for the server: one durable file each, like answers
 //! folder    the data folder's other files: install id, session note, evaluation cache
 //! vault     the session token in the OS keyring (keyring-core stores; the mock in tests)
 //! clock     the server's time from WELCOME/HEARTBEAT, counted on a monotonic clock
@@ -37,6 +39,7 @@ pub mod error;
 pub mod export;
 mod flusher;
 mod folder;
+pub mod integrity;
 mod live;
 pub mod network;
 pub mod outbox;

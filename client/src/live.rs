@@ -283,6 +283,7 @@ async fn serve(shared: &Arc<Shared>, socket: Socket, rtt: Duration) -> (Ended, b
             tx,
             large,
             inflight: Default::default(),
+            integrity_inflight: Default::default(),
             reconciled: false,
         });
         Duration::from_millis(state.heartbeat_ms)
@@ -486,6 +487,7 @@ async fn beat(
     let mut state = shared.lock();
     if state.link.as_ref().is_some_and(|l| l.id == id) {
         shared.send_pending(&mut state, None, false);
+        shared.send_integrity(&mut state);
     }
     Ok(())
 }
@@ -526,7 +528,9 @@ fn handle(
                 server_now_ms: server_now_ms(state),
             });
             // Every answer still waiting goes out once on the new socket, after the snapshot and
-            // a read of the server's answers (Flow::SnapshotEnded).
+            // a read of the server's answers (Flow::SnapshotEnded). Proctoring events go at
+            // once: live on the professor's board, and nothing to reconcile.
+            shared.send_integrity(state);
             Flow::Welcomed {
                 heartbeat: Duration::from_millis(state.heartbeat_ms),
             }
@@ -600,9 +604,14 @@ fn handle(
             }
         }
         ServerMessage::ParticipantUpdate { .. } => Flow::Continue,
-        // The engine sends no integrity events yet (the desktop app's proctoring is its own
-        // change): an answer to one is nothing it waits for.
-        ServerMessage::IntegrityAck(_) | ServerMessage::IntegrityRejected(_) => Flow::Continue,
+        ServerMessage::IntegrityAck(ack) => {
+            shared.integrity_answered(state, &ack.event_id, None);
+            Flow::Continue
+        }
+        ServerMessage::IntegrityRejected(rejected) => {
+            shared.integrity_answered(state, &rejected.event_id, Some(rejected.code));
+            Flow::Continue
+        }
         ServerMessage::Heartbeat { server_time } => {
             state.clock.record(server_time, received);
             shared.emit(Event::Clock {
@@ -617,6 +626,7 @@ fn handle(
                 // way is sent again at the next heartbeat.
                 if let Some(link) = state.link.as_mut() {
                     link.inflight.clear();
+                    link.integrity_inflight.clear();
                 }
             }
             Flow::Continue

@@ -4,7 +4,7 @@
 use crate::outbox::{Key, Record};
 use crate::state::{Held, State, server_now_ms};
 use crate::view::*;
-use invigil_protocol::{ParticipationStatus, Phase};
+use invigil_protocol::{ParticipationStatus, Phase, Proctoring};
 use std::collections::BTreeSet;
 
 /// The session, as the front end shows it.
@@ -150,6 +150,38 @@ pub(crate) fn evaluation_view(state: &State, held: &Held) -> EvaluationView {
         questions: evaluation.questions.iter().map(QuestionView::new).collect(),
         answers: keys.iter().map(|k| answer_view(state, k)).collect(),
         pending: pending_in(state, &evaluation.id),
+        proctoring: effective_proctoring(held),
+        integrity_pending: state
+            .integrity
+            .as_ref()
+            .map_or(0, |i| i.count_in(&evaluation.id)),
+    }
+}
+
+/// The proctoring settings that apply to the student in `held`: the one place where what the
+/// evaluation asks for becomes what this student's app does (the desktop shell proctors by
+/// [`EvaluationView::proctoring`], which comes from here).
+pub(crate) fn effective_proctoring(held: &Held) -> Proctoring {
+    crate::view::effective_proctoring(
+        held.evaluation.proctoring,
+        held.participation.proctoring_exempt,
+    )
+}
+
+/// How many proctoring events wait for the server, in all evaluations.
+pub(crate) fn integrity_total(state: &State) -> usize {
+    state.integrity.as_ref().map_or(0, |i| i.count())
+}
+
+/// The count of waiting proctoring events after a change in `evaluation_id`.
+pub(crate) fn integrity_count(state: &State, evaluation_id: &str) -> IntegrityCount {
+    IntegrityCount {
+        evaluation_id: evaluation_id.to_owned(),
+        pending: state
+            .integrity
+            .as_ref()
+            .map_or(0, |i| i.count_in(evaluation_id)),
+        pending_total: integrity_total(state),
     }
 }
 
@@ -184,10 +216,13 @@ pub(crate) fn unreachable_view(id: &str) -> EvaluationView {
         questions: Vec::new(),
         answers: Vec::new(),
         pending: 0,
+        proctoring: Proctoring::default(),
+        integrity_pending: 0,
     }
 }
 
-/// How many answers exist only in memory: refused by the disk and not acknowledged.
+/// How many answers (and proctoring events) exist only in memory: refused by the disk and not
+/// acknowledged.
 pub(crate) fn only_in_memory(state: &State) -> usize {
     let refused = state.outbox.as_ref().map_or(0, |o| {
         state
@@ -196,7 +231,8 @@ pub(crate) fn only_in_memory(state: &State) -> usize {
             .filter(|k| o.get(k).is_some_and(Record::is_pending))
             .count()
     });
-    refused + state.drafts.len()
+    let events = state.integrity.as_ref().map_or(0, |i| i.unwritten_count());
+    refused + state.drafts.len() + events
 }
 
 #[cfg(test)]

@@ -10,12 +10,13 @@ use crate::api::Api;
 use crate::clock::ServerClock;
 use crate::config::{ClientConfig, ServerUrl};
 use crate::error::{Error, Result};
+use crate::integrity::IntegrityOutbox;
 use crate::outbox::{self, Key, Outbox, Record};
 use crate::vault::Vault;
 use crate::view::{ConnectionState, ConnectionView, Event, Numbered};
 use invigil_protocol::{ErrorCode, Evaluation, Participation, Timestamp, User};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -68,6 +69,8 @@ pub(crate) struct State {
     pub(crate) connection: ConnectionView,
     pub(crate) evaluations: BTreeMap<String, Held>,
     pub(crate) outbox: Option<Outbox>,
+    /// The proctoring events waiting for the server, of the same user and server as `outbox`.
+    pub(crate) integrity: Option<IntegrityOutbox>,
     pub(crate) drafts: BTreeMap<Key, Draft>,
     pub(crate) write_back: BTreeSet<Key>,
     /// Records held in memory that the disk refused (full, read-only, failing): sent all the
@@ -119,6 +122,8 @@ pub(crate) struct Link {
     pub(crate) large: mpsc::Sender<Record>,
     /// The revision of each answer sent on this socket and not yet answered.
     pub(crate) inflight: HashMap<Key, u64>,
+    /// The integrity events sent on this socket and not yet answered.
+    pub(crate) integrity_inflight: HashSet<String>,
     /// Whether the server's answers were read since this socket's `WELCOME` (see
     /// [`Shared::reconcile`]): nothing is sent before.
     pub(crate) reconciled: bool,

@@ -3,7 +3,8 @@
 //! when an exam is opened, so that the many small events stay small.
 
 use invigil_protocol::{
-    BlockedReason, Choice, ParticipationStatus, Phase, QuestionKind, RejectCode, Timestamp, User,
+    BlockedReason, Choice, ParticipationStatus, Phase, Proctoring, QuestionKind, RejectCode,
+    Timestamp, User,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -185,6 +186,11 @@ pub struct EvaluationView {
     pub answers: Vec<AnswerView>,
     /// Answers of this evaluation waiting on this computer.
     pub pending: usize,
+    /// The proctoring settings that apply to this student (the evaluation's, after any exemption
+    /// the student was granted).
+    pub proctoring: Proctoring,
+    /// Proctoring events of this evaluation waiting on this computer for the server.
+    pub integrity_pending: usize,
 }
 
 /// Everything at once: what the front end reads when it starts.
@@ -213,6 +219,8 @@ pub struct Overview {
     /// Answers that exist only in this app's memory: the disk refused them and the server has
     /// not acknowledged them. Signing out or in is refused while there are any.
     pub only_in_memory: usize,
+    /// Proctoring events waiting on this computer for the server, in all evaluations.
+    pub integrity_pending: usize,
 }
 
 /// An exam opened for answering: its view and the content of each answer on this computer.
@@ -251,6 +259,8 @@ pub struct ExportSummary {
     pub path: String,
     /// How many answers it holds.
     pub answers: usize,
+    /// How many proctoring events not yet acknowledged by the server it holds.
+    pub integrity_events: usize,
 }
 
 /// An event with its number: events are numbered from 1 in the order they happen, so that a
@@ -276,6 +286,8 @@ pub enum Event {
     Evaluations(Vec<EvaluationView>),
     /// One answer changed state.
     Answer(AnswerEvent),
+    /// A proctoring event was kept, or left this computer (acknowledged or refused).
+    Integrity(IntegrityCount),
     /// A new reading of the server's clock.
     Clock {
         /// The server's time now, in milliseconds since the epoch.
@@ -291,6 +303,18 @@ pub enum Event {
         #[serde(rename = "retryInSecs")]
         retry_in_secs: u64,
     },
+}
+
+/// How many proctoring events wait on this computer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntegrityCount {
+    /// The evaluation whose events changed.
+    pub evaluation_id: String,
+    /// Its events waiting.
+    pub pending: usize,
+    /// Events waiting, in all evaluations.
+    pub pending_total: usize,
 }
 
 /// One answer's new state.

@@ -1,6 +1,8 @@
-//! The commands the front end invokes: thin, each one call on the engine.
+//! The commands the front end invokes: thin, each one call on the engine (and, for the ones
+//! that open, leave or hand in an exam, a word to the proctor: [`crate::sitting`]).
 
 use crate::error::CommandResult;
+use crate::sitting::{self, Sitting};
 use invigil_client::Engine;
 use invigil_client::view::{
     AnswerView, EvaluationView, ExamContent, ExportSummary, Overview, SessionView, WaitingView,
@@ -29,26 +31,43 @@ pub async fn sign_in(
 
 /// Signs out.
 #[tauri::command]
-pub async fn sign_out(engine: State<'_, Engine>) -> CommandResult<()> {
-    Ok(engine.sign_out().await?)
+pub async fn sign_out<R: Runtime>(
+    app: AppHandle<R>,
+    engine: State<'_, Engine>,
+) -> CommandResult<()> {
+    engine.sign_out().await?;
+    sitting::closed(&app);
+    Ok(())
 }
 
 /// Joins a running evaluation.
 #[tauri::command]
 pub async fn join(
+    sitting: State<'_, Sitting>,
     engine: State<'_, Engine>,
     evaluation_id: String,
 ) -> CommandResult<EvaluationView> {
+    sitting.joining(&evaluation_id);
     Ok(engine.join(&evaluation_id).await?)
 }
 
-/// Opens an exam: its questions and the content of each answer.
+/// Opens an exam: its questions and the content of each answer. A proctored exam the student
+/// is sitting is proctored from now on.
 #[tauri::command]
-pub async fn open_exam(
+pub async fn open_exam<R: Runtime>(
+    app: AppHandle<R>,
     engine: State<'_, Engine>,
     evaluation_id: String,
 ) -> CommandResult<ExamContent> {
-    Ok(engine.open(&evaluation_id).await?)
+    let content = engine.open(&evaluation_id).await?;
+    sitting::opened(&app, &content.evaluation);
+    Ok(content)
+}
+
+/// The student left the exam screen for the list: proctoring is released.
+#[tauri::command]
+pub fn close_exam<R: Runtime>(app: AppHandle<R>) {
+    sitting::closed(&app);
 }
 
 /// The new content of an answer, as the student types.
@@ -62,13 +81,16 @@ pub fn edit_answer(
     Ok(engine.edit(&evaluation_id, &question_id, content)?)
 }
 
-/// Hands in.
+/// Hands in; proctoring is released.
 #[tauri::command]
-pub async fn submit(
+pub async fn submit<R: Runtime>(
+    app: AppHandle<R>,
     engine: State<'_, Engine>,
     evaluation_id: String,
 ) -> CommandResult<EvaluationView> {
-    Ok(engine.submit(&evaluation_id).await?)
+    let view = engine.submit(&evaluation_id).await?;
+    sitting::closed(&app);
+    Ok(view)
 }
 
 /// Writes the answers still waiting to a file for the professor, in [`export_folder`], and says

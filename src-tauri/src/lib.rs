@@ -10,6 +10,8 @@
 //! commands     the commands, one engine call each
 //! error        {kind, message} for the front end
 //! proctor      proctoring of the exam window (ProctorHost) and the page's two commands
+//! sitting      the proctor following the engine: the exam on screen, signals to the engine's
+//!              integrity outbox, app_restarted
 //! ```
 //!
 //! `tauri.conf.json` sits at the workspace root; the capability (`capabilities/default.json`)
@@ -19,7 +21,9 @@ pub mod closing;
 pub mod commands;
 pub mod error;
 pub mod proctor;
+pub mod sitting;
 
+use invigil_client::view::Event;
 use invigil_client::{ClientConfig, Engine, KeyringVault, NoVault, Vault};
 use std::sync::Arc;
 use tauri::{App, Builder, Context, Emitter, Manager, RunEvent, Runtime};
@@ -47,7 +51,9 @@ pub enum Startup {
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Builds the app on `builder` (the real runtime, or `tauri::test::mock_builder()`) and starts
-/// the engine, managed as state before any window opens.
+/// the engine, managed as state before any window opens. The proctor starts on the `main`
+/// window once the app runs and the window exists ([`sitting::start_proctor`]; the mock runtime
+/// opens no window by itself, so a test calls it on the window it opens).
 pub fn build<R: Runtime>(
     builder: Builder<R>,
     context: Context<R>,
@@ -60,6 +66,7 @@ pub fn build<R: Runtime>(
             commands::sign_out,
             commands::join,
             commands::open_exam,
+            commands::close_exam,
             commands::edit_answer,
             commands::submit,
             commands::export_answers,
@@ -70,6 +77,12 @@ pub fn build<R: Runtime>(
             proctor::commands::proctor_attach,
             proctor::commands::proctor_refused,
         ])
+        .setup(|app| {
+            if let Some(window) = app.get_webview_window("main") {
+                sitting::start_proctor(&window);
+            }
+            Ok(())
+        })
         .build(context)?;
     let (config, vault) = match startup {
         Startup::With { config, vault } => (config, vault),
@@ -87,6 +100,7 @@ pub fn build<R: Runtime>(
     // Before the engine starts: the marker says whether the previous run ended cleanly.
     app.manage(proctor::ProctorHost::new(&config.data_dir));
     app.manage(closing::Handover::default());
+    app.manage(sitting::Sitting::default());
     let engine = tauri::async_runtime::block_on(Engine::start(config, vault))?;
     forward_events(app.handle().clone(), &engine);
     app.manage(engine);
@@ -111,11 +125,17 @@ fn forward_events<R: Runtime>(app: tauri::AppHandle<R>, engine: &Engine) {
         loop {
             match events.recv().await {
                 Ok(event) => {
+                    if let Event::Evaluations(views) = &event.event {
+                        sitting::evaluations_changed(&app, views);
+                    }
                     if let Err(e) = app.emit(EVENT, &event) {
                         tracing::warn!(error = %e, "an event could not reach the window");
                     }
                 }
                 Err(RecvError::Lagged(_)) => {
+                    if let Some(engine) = app.try_state::<Engine>() {
+                        sitting::evaluations_changed(&app, &engine.overview().evaluations);
+                    }
                     let _ = app.emit(RESYNC, ());
                 }
                 Err(RecvError::Closed) => return,

@@ -457,3 +457,88 @@ fn the_page_may_report_to_the_proctor_but_not_steer_it() {
     let text = std::fs::read_to_string(marker).unwrap();
     assert!(text.contains("\"running\""), "{text}");
 }
+
+#[test]
+fn opening_a_proctored_exam_proctors_it_and_its_signals_reach_the_server() {
+    let (server, prof, evaluation) = tauri::async_runtime::block_on(async {
+        let server = Server::start(5000).await;
+        let admin = Staff::admin(&server).await;
+        let prof = admin.professor("prof").await;
+        admin.create_user("alice", "student").await;
+        let evaluation = prof.running(&["alice"]).await;
+        prof.set_proctoring(&evaluation.id, json!({"report_focus": true}))
+            .await;
+        (server, prof, evaluation)
+    });
+    let desktop = Desktop::start(&server.url());
+    invigil_desktop::sitting::start_proctor(&desktop.window);
+    let events = desktop.events();
+    let host = desktop.app.state::<invigil_desktop::proctor::ProctorHost>();
+    let proctoring = |active: bool| {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let status = host.status();
+            if status.active == active {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "proctoring never became {active}: {status:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    desktop
+        .invoke(
+            "sign_in",
+            json!({"username": "alice", "password": PASSWORD}),
+        )
+        .unwrap();
+    let listed = until(&events, "the evaluation", |e| {
+        e["type"] == "evaluations" && e["data"][0].is_object()
+    });
+    assert_eq!(listed["data"][0]["proctoring"]["report_focus"], true);
+    desktop
+        .invoke("join", json!({"evaluationId": evaluation.id}))
+        .unwrap();
+    assert!(!host.status().active, "not on screen yet");
+
+    desktop
+        .invoke("open_exam", json!({"evaluationId": evaluation.id}))
+        .unwrap();
+    let status = proctoring(true);
+    assert_eq!(
+        status.evaluation_id.as_deref(),
+        Some(evaluation.id.as_str())
+    );
+    assert!(status.settings.unwrap().report_focus);
+    // The exam's capabilities, reported as it opened, reach the professor's board through the
+    // engine's integrity outbox; joining here is not a restart.
+    let integrity = tauri::async_runtime::block_on(async {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let integrity = prof.integrity(&evaluation.id, "alice").await;
+            if !integrity["capabilities"].is_null() {
+                return integrity;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{integrity}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    assert_eq!(integrity["capabilities"]["report_focus"], "enforced");
+    let audit = tauri::async_runtime::block_on(prof.audit(&evaluation.id));
+    assert!(!audit.iter().any(|e| e.kind.as_str() == "app_restarted"));
+
+    // Back to the list: released. Opened again, then the professor turns proctoring off:
+    // released by the settings' change alone.
+    desktop.invoke("close_exam", json!({})).unwrap();
+    proctoring(false);
+    desktop
+        .invoke("open_exam", json!({"evaluationId": evaluation.id}))
+        .unwrap();
+    proctoring(true);
+    tauri::async_runtime::block_on(
+        prof.set_proctoring(&evaluation.id, json!({"report_focus": false})),
+    );
+    proctoring(false);
+}

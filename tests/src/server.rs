@@ -601,6 +601,42 @@ impl Staff {
         .unwrap()
     }
 
+    /// Changes an evaluation's proctoring settings (`PATCH`, only the keys given).
+    pub async fn set_proctoring(&self, evaluation: &str, proctoring: Value) -> Evaluation {
+        serde_json::from_value(
+            self.call(
+                reqwest::Method::PATCH,
+                &format!("/api/evaluations/{evaluation}"),
+                Some(json!({ "proctoring": proctoring })),
+            )
+            .await,
+        )
+        .unwrap()
+    }
+
+    /// The participant rows of an evaluation (the board's), as JSON.
+    pub async fn participants(&self, evaluation: &str) -> Vec<Value> {
+        serde_json::from_value(
+            self.call(
+                reqwest::Method::GET,
+                &format!("/api/evaluations/{evaluation}/participants"),
+                None,
+            )
+            .await,
+        )
+        .unwrap()
+    }
+
+    /// The `integrity` summary of `username`'s participant row.
+    pub async fn integrity(&self, evaluation: &str, username: &str) -> Value {
+        self.participants(evaluation)
+            .await
+            .into_iter()
+            .find(|row| row["username"] == username)
+            .unwrap_or_else(|| panic!("{username} takes part in {evaluation}"))["integrity"]
+            .clone()
+    }
+
     /// The audit log of an evaluation.
     pub async fn audit(&self, evaluation: &str) -> Vec<AuditEntry> {
         serde_json::from_value(

@@ -6,7 +6,7 @@
 
 #![allow(missing_docs)]
 
-use invigil_e2e::server::{PASSWORD, Server, Staff};
+use invigil_e2e::server::{PASSWORD, Server, Staff, WAIT};
 use invigil_e2e::webdriver::{App, ENTER, TAB, Tooling, tooling};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,20 @@ fn answer(question: &str, state: &str) -> String {
     format!(
         r#"document.querySelector('#questions [data-question="{question}"] .answer-status').dataset.state === '{state}'"#
     )
+}
+
+/// The app on a fresh data folder, `username` signed in and `evaluation` started from the list.
+async fn starting_exam(
+    tooling: &Tooling,
+    server: &Server,
+    username: &str,
+    evaluation: &str,
+) -> (App, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let app = App::launch_on(tooling, &server.url(), data.path()).await;
+    sign_in(&app, username).await;
+    start_exam(&app, evaluation).await;
+    (app, data)
 }
 
 async fn sign_in(app: &App, username: &str) {
@@ -562,4 +576,216 @@ async fn typing_is_written_on_sigterm() {
 #[tokio::test]
 async fn typing_is_written_on_sighup() {
     typing_is_written_when(nix::sys::signal::Signal::SIGHUP).await;
+}
+
+/// A window manager and another program on the test display, for as long as a test needs them:
+/// without a window manager nothing takes or gives the focus. Both are stopped (by their own
+/// PIDs) when it is dropped, pass or fail.
+struct Focusable {
+    display: String,
+    processes: Vec<std::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl Focusable {
+    /// openbox (unless a window manager already runs there) and an xmessage titled `other`; None
+    /// when they are not installed (scripts/setup installs them).
+    fn start(display: &str, other: &str) -> Option<Self> {
+        let missing: Vec<&str> = ["openbox", "xdotool", "xmessage", "xprop"]
+            .into_iter()
+            .filter(|tool| {
+                !std::env::var_os("PATH").is_some_and(|path| {
+                    std::env::split_paths(&path).any(|dir| dir.join(tool).is_file())
+                })
+            })
+            .collect();
+        if !missing.is_empty() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the proctoring test in a real window: missing {missing:?}"
+            );
+            eprintln!("SKIPPED the proctoring test in a real window: missing {missing:?}");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut focusable = Focusable {
+            display: display.to_owned(),
+            processes: Vec::new(),
+            _dir: dir,
+        };
+        if !focusable.has_window_manager() {
+            let rc = focusable._dir.path().join("openbox.xml");
+            std::fs::write(
+                &rc,
+                r#"<?xml version="1.0" encoding="UTF-8"?>
+<openbox_config xmlns="http://openbox.org/3.4/rc">
+  <focus><focusNew>yes</focusNew><followMouse>no</followMouse></focus>
+</openbox_config>
+"#,
+            )
+            .unwrap();
+            let openbox = focusable
+                .command("openbox")
+                .args(["--sm-disable", "--config-file"])
+                .arg(&rc)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("openbox starts");
+            focusable.processes.push(openbox);
+            poll("openbox to manage the screen", || {
+                focusable.has_window_manager().then_some(())
+            });
+        }
+        let xmessage = focusable
+            .command("xmessage")
+            .args(["-geometry", "+40+40", "-title", other, "another program"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("xmessage starts");
+        focusable.processes.push(xmessage);
+        Some(focusable)
+    }
+
+    fn command(&self, program: &str) -> std::process::Command {
+        let mut command = std::process::Command::new(program);
+        command.env("DISPLAY", &self.display);
+        command
+    }
+
+    fn output(&self, program: &str, args: &[&str]) -> String {
+        let out = self.command(program).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn has_window_manager(&self) -> bool {
+        self.output("xprop", &["-root", "_NET_SUPPORTING_WM_CHECK"])
+            .contains("window id")
+    }
+
+    /// The visible window titled exactly `title`.
+    fn window(&self, title: &str) -> String {
+        poll(&format!("the window {title:?}"), || {
+            let pattern = format!("^{title}$");
+            self.output("xdotool", &["search", "--onlyvisible", "--name", &pattern])
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+    }
+
+    fn activate(&self, window: &str) {
+        let status = self
+            .command("xdotool")
+            .args(["windowactivate", "--sync", window])
+            .status()
+            .unwrap();
+        assert!(status.success(), "xdotool windowactivate {window}");
+    }
+
+    fn active_window(&self) -> String {
+        self.output("xdotool", &["getactivewindow"])
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for Focusable {
+    fn drop(&mut self) {
+        for process in self.processes.iter_mut().rev() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+/// Waits (at most [`WAIT`]) until `check` gives something, checking every 50 ms.
+fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn leaving_a_proctored_exam_window_reaches_the_professor_live() {
+    let Some(tooling) = tools("leaving_a_proctored_exam_window_reaches_the_professor_live") else {
+        return;
+    };
+    let _window = WINDOW.lock().await;
+    let Some(desktop) = Focusable::start(&tooling.display, "other program") else {
+        return;
+    };
+    let server = Server::start(1000).await;
+    let admin = Staff::admin(&server).await;
+    let prof = admin.professor("prof").await;
+    admin.create_user("carol", "student").await;
+    let evaluation = prof.running(&["carol"]).await;
+    prof.set_proctoring(&evaluation.id, serde_json::json!({"report_focus": true}))
+        .await;
+    let (app, _data) = starting_exam(&tooling, &server, "carol", &evaluation.id).await;
+    let line = "document.querySelector('#proctor li')?.textContent";
+    app.until(
+        "the line of what the exam reports",
+        &format!("{line} === 'This exam reports when you leave the window: 0 times so far.'"),
+    )
+    .await;
+
+    // The student switches to another program, then comes back.
+    let exam = desktop.window("invigil");
+    let other = desktop.window("other program");
+    desktop.activate(&exam);
+    poll("the exam to have the focus", || {
+        (desktop.active_window() == exam).then_some(())
+    });
+    let left = Instant::now();
+    desktop.activate(&other);
+    // Live: the professor's board has it while the student is still away.
+    let away = wait_for_integrity(&prof, &evaluation.id, "carol", |i| i["focus_lost"] == 1).await;
+    assert_eq!(away["last"]["kind"], "focus_lost", "{away}");
+    desktop.activate(&exam);
+    let back = left.elapsed();
+    let integrity = wait_for_integrity(&prof, &evaluation.id, "carol", |i| {
+        i["last"]["kind"] == "focus_regained"
+    })
+    .await;
+    assert_eq!(integrity["focus_lost"], 1, "{integrity}");
+    let away_ms = integrity["away_ms"].as_u64().unwrap();
+    assert!(
+        away_ms > 0 && away_ms <= back.as_millis() as u64 + 100,
+        "away {away_ms} ms, at most {back:?}"
+    );
+    app.until(
+        "the line to count it",
+        &format!(
+            "{line}?.startsWith('This exam reports when you leave the window: 1 time so far')"
+        ),
+    )
+    .await;
+    app.screenshot("12-proctored-exam-left-once").await;
+    app.quit().await;
+    drop(desktop);
+}
+
+/// Polls the professor's board until `check` holds of `username`'s integrity summary.
+async fn wait_for_integrity(
+    prof: &Staff,
+    evaluation: &str,
+    username: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let integrity = prof.integrity(evaluation, username).await;
+        if check(&integrity) {
+            return integrity;
+        }
+        assert!(Instant::now() < deadline, "the board showed {integrity}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

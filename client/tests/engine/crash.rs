@@ -7,15 +7,7 @@
 
 use crate::harness::*;
 use invigil_client::view::{AnswerState, ConnectionState};
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-const URL: &str = "INVIGIL_TEST_CHILD_URL";
-const DIR: &str = "INVIGIL_TEST_CHILD_DIR";
-const VAULT: &str = "INVIGIL_TEST_CHILD_VAULT";
-const EVALUATION: &str = "INVIGIL_TEST_CHILD_EVALUATION";
 
 #[tokio::test]
 async fn the_outbox_survives_a_sigkill_of_the_app_and_is_delivered_by_the_next_run() {
@@ -29,40 +21,17 @@ async fn the_outbox_survives_a_sigkill_of_the_app_and_is_delivered_by_the_next_r
     let vault_file = dir.path().join("vault.json");
     let data = dir.path().join("app");
 
-    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "crash::child_app_process",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(URL, proxy.url())
-        .env(DIR, &data)
-        .env(VAULT, &vault_file)
-        .env(EVALUATION, &evaluation.id)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut expect = async |marker: &str| {
-        tokio::time::timeout(WAIT, async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if line.contains(marker) {
-                    return;
-                }
-            }
-            panic!("the app process ended before {marker}");
-        })
-        .await
-        .unwrap_or_else(|_| panic!("the app process did not report {marker}"));
-    };
-    expect("APP ONLINE").await;
+    let mut child = ChildApp::spawn(
+        "crash::child_app_process",
+        &proxy.url(),
+        &data,
+        &vault_file,
+        &evaluation.id,
+    );
+    child.expect("APP ONLINE").await;
     proxy.set(Network::Cut);
-    expect("APP PERSISTED").await;
-    child.start_kill().unwrap();
-    let status = child.wait().await.unwrap();
-    assert!(!status.success(), "killed, not finished");
+    child.expect("APP PERSISTED").await;
+    child.kill().await;
     proxy.set(Network::Up);
 
     let mut alice = Student::start(&proxy.url(), &data, Arc::new(FileVault(vault_file))).await;
@@ -97,24 +66,9 @@ async fn the_outbox_survives_a_sigkill_of_the_app_and_is_delivered_by_the_next_r
 #[tokio::test]
 #[ignore = "the child process of the_outbox_survives_a_sigkill_of_the_app_and_is_delivered_by_the_next_run"]
 async fn child_app_process() {
-    let (Ok(url), Some(dir), Some(vault), Ok(id)) = (
-        std::env::var(URL),
-        std::env::var_os(DIR),
-        std::env::var_os(VAULT),
-        std::env::var(EVALUATION),
-    ) else {
-        panic!("run by the_outbox_survives_a_sigkill_of_the_app_and_is_delivered_by_the_next_run");
-    };
-    let mut alice = Student::start(
-        &url,
-        &PathBuf::from(dir),
-        Arc::new(FileVault(PathBuf::from(vault))),
-    )
-    .await;
-    alice.sign_in("alice").await;
-    alice.until_evaluation(&id).await;
-    alice.engine.join(&id).await.unwrap();
-    alice.until_connection(ConnectionState::Online).await;
+    let (mut alice, id) =
+        child_student("the_outbox_survives_a_sigkill_of_the_app_and_is_delivered_by_the_next_run")
+            .await;
     println!("APP ONLINE");
     alice
         .until("the network cut", |o| {

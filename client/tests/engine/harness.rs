@@ -213,3 +213,83 @@ pub async fn sitting(
     student.until_connection(ConnectionState::Online).await;
     student
 }
+
+/// Where a [`ChildApp`] finds its server, data folder, vault file and evaluation.
+const CHILD_URL: &str = "INVIGIL_TEST_CHILD_URL";
+const CHILD_DIR: &str = "INVIGIL_TEST_CHILD_DIR";
+const CHILD_VAULT: &str = "INVIGIL_TEST_CHILD_VAULT";
+const CHILD_EVALUATION: &str = "INVIGIL_TEST_CHILD_EVALUATION";
+
+/// A student's app in a child process, to be killed outright: this test binary again, running
+/// only the ignored test `test`, which starts with [`child_student`] and reports its progress
+/// as lines on stdout.
+pub struct ChildApp {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl ChildApp {
+    /// Starts `test` as the app of the student of `vault` on `url`, in `data`, sitting
+    /// `evaluation`.
+    pub fn spawn(test: &str, url: &str, data: &Path, vault: &Path, evaluation: &str) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--ignored", "--nocapture"])
+            .env(CHILD_URL, url)
+            .env(CHILD_DIR, data)
+            .env(CHILD_VAULT, vault)
+            .env(CHILD_EVALUATION, evaluation)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        Self { child, lines }
+    }
+
+    /// Waits for a line containing `marker`.
+    pub async fn expect(&mut self, marker: &str) {
+        let lines = &mut self.lines;
+        tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.contains(marker) {
+                    return;
+                }
+            }
+            panic!("the app process ended before {marker}");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the app process did not report {marker}"));
+    }
+
+    /// Kills it with SIGKILL.
+    pub async fn kill(mut self) {
+        self.child.start_kill().unwrap();
+        let status = self.child.wait().await.unwrap();
+        assert!(!status.success(), "killed, not finished");
+    }
+}
+
+/// In a [`ChildApp`]: the student signed in (the token in the parent's vault file), joined to
+/// the evaluation and online, and the evaluation's id. `parent` names the test that starts it.
+pub async fn child_student(parent: &str) -> (Student, String) {
+    let (Ok(url), Some(dir), Some(vault), Ok(id)) = (
+        std::env::var(CHILD_URL),
+        std::env::var_os(CHILD_DIR),
+        std::env::var_os(CHILD_VAULT),
+        std::env::var(CHILD_EVALUATION),
+    ) else {
+        panic!("run by {parent}");
+    };
+    let mut student = Student::start(
+        &url,
+        &PathBuf::from(dir),
+        Arc::new(FileVault(PathBuf::from(vault))),
+    )
+    .await;
+    student.sign_in("alice").await;
+    student.until_evaluation(&id).await;
+    student.engine.join(&id).await.unwrap();
+    student.until_connection(ConnectionState::Online).await;
+    (student, id)
+}

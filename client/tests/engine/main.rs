@@ -11,6 +11,7 @@ mod chaos;
 mod connection;
 mod crash;
 mod disk;
+mod integrity;
 mod powercut;
 mod reconcile;
 mod sessions;
