@@ -9,8 +9,8 @@
 //! server     the real invigil-server on a free port, a proxy that cuts or freezes the network,
 //!            staff driving the server over HTTP
 //! tls        certificates made at test time: a school's CA and the server certificates it issues
-//! webdriver  the desktop app in a real window: Xvfb, tauri-driver, WebKitWebDriver, and a small
-//!            W3C WebDriver client
+//! webdriver  the desktop app in a real window: Xvfb, tauri-driver, WebKitWebDriver; the staff
+//!            console in headless Chromium under chromedriver; a small W3C WebDriver client for both
 //! ```
 
 pub mod powercut;

@@ -1,15 +1,18 @@
 //! The desktop app in a real window, driven over WebDriver: Xvfb (the display, given by
 //! `DISPLAY`), `tauri-driver` (started here, inside a fresh kernel session keyring when `keyctl`
-//! is installed) and WebKitWebDriver, which starts the built `invigil-desktop`.
+//! is installed) and WebKitWebDriver, which starts the built `invigil-desktop`. And the staff
+//! console in headless Chromium under `chromedriver`, to watch what the app does reach the board.
 //!
-//! The client is a small typed one over the W3C protocol (JSON over HTTP with reqwest). Waiting
-//! for the page is event-driven: [`App::until`] runs an asynchronous script that resolves when a
-//! `MutationObserver` sees the condition hold, bounded by the session's script timeout.
+//! The client is a small typed one over the W3C protocol (JSON over HTTP with reqwest), the same
+//! [`Session`] for both drivers: [`App`] and [`Browser`] add what is particular to each. Waiting
+//! for the page is event-driven: [`Session::until`] runs an asynchronous script that resolves when
+//! a `MutationObserver` sees the condition hold, bounded by the session's script timeout.
 
 use crate::server::{WAIT, target_dir, workspace};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use std::net::TcpListener;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -50,6 +53,24 @@ pub struct Tooling {
     pub driver: PathBuf,
     /// `keyctl`, to give the app a session keyring of its own.
     pub keyctl: Option<PathBuf>,
+}
+
+/// What driving the staff console in headless Chromium needs, or why it is missing.
+pub fn chromium() -> Result<Chromium, String> {
+    Ok(Chromium {
+        driver: which("chromedriver")
+            .ok_or("chromedriver is not installed (Debian package chromium-driver)")?,
+        binary: which("chromium").ok_or("Chromium is not installed (Debian package chromium)")?,
+    })
+}
+
+/// The machine's Chromium and its WebDriver.
+#[derive(Debug, Clone)]
+pub struct Chromium {
+    /// `chromedriver`.
+    pub driver: PathBuf,
+    /// The browser it starts.
+    pub binary: PathBuf,
 }
 
 fn which(program: &str) -> Option<PathBuf> {
@@ -95,17 +116,87 @@ pub fn screenshot_dir() -> PathBuf {
     dir
 }
 
-/// A running `tauri-driver` with one session of the app.
-pub struct App {
+/// A running WebDriver (its process, stopped with whatever it started when this is dropped) with
+/// one session.
+pub struct Session {
     http: reqwest::Client,
     base: String,
     session: Option<String>,
     driver: Child,
 }
 
+/// A running `tauri-driver` with one session of the app.
+pub struct App {
+    session: Session,
+}
+
+/// A running `chromedriver` with one session of headless Chromium, on a profile of its own.
+pub struct Browser {
+    // Declared first so that it is dropped first: Chromium is stopped before its profile goes.
+    session: Session,
+    _profile: tempfile::TempDir,
+}
+
 /// An element of the page.
 #[derive(Debug, Clone)]
 pub struct Element(String);
+
+impl Deref for App {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl Deref for Browser {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl Browser {
+    /// Starts `chromedriver` on a free port and headless Chromium on a fresh profile.
+    pub async fn launch(chromium: &Chromium) -> Browser {
+        let profile = tempfile::tempdir().expect("a Chromium profile folder");
+        let port = free_port();
+        let mut command = Command::new(&chromium.driver);
+        command
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let user_data = format!(
+            "--user-data-dir={}",
+            profile.path().to_str().expect("a UTF-8 profile folder")
+        );
+        let session = Session::start(
+            command,
+            port,
+            json!({
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": chromium.binary,
+                    "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                        "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync", user_data]
+                }
+            }),
+        )
+        .await;
+        Browser {
+            session,
+            _profile: profile,
+        }
+    }
+
+    /// Ends the session (Chromium closes), then stops chromedriver.
+    pub async fn quit(self) {
+        self.session.quit().await;
+    }
+}
 
 impl App {
     /// Starts `tauri-driver` and the app, with `env` (server URL, data folder) for the app.
@@ -135,49 +226,16 @@ impl App {
         for (key, value) in env {
             command.env(key, value);
         }
-        let driver = command.spawn().expect("tauri-driver starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        let mut app = App {
-            http,
-            base,
-            session: None,
-            driver,
-        };
-        // tauri-driver has no readiness signal but its /status endpoint.
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(r) = app.http.get(format!("{}/status", app.base)).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "tauri-driver did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let created = app
-            .call(
-                reqwest::Method::POST,
-                "/session",
-                json!({"capabilities": {"alwaysMatch": {
-                    "browserName": "wry",
-                    "tauri:options": {"application": app_binary()}
-                }}}),
-            )
-            .await;
-        app.session = Some(
-            created["sessionId"]
-                .as_str()
-                .expect("a session id")
-                .to_owned(),
-        );
-        app.command(
-            reqwest::Method::POST,
-            "/timeouts",
-            json!({"script": WAIT.as_millis() as u64, "implicit": 0}),
+        let session = Session::start(
+            command,
+            port,
+            json!({
+                "browserName": "wry",
+                "tauri:options": {"application": app_binary()}
+            }),
         )
         .await;
-        app
+        App { session }
     }
 
     /// Starts the app on `server_url` with its data in `data_dir`.
@@ -191,6 +249,102 @@ impl App {
             ],
         )
         .await
+    }
+
+    /// The app's own process (WebKitWebDriver starts it, below tauri-driver).
+    pub fn app_pid(&self) -> u32 {
+        let name = app_binary();
+        let name = name.file_name().expect("the app binary's name");
+        descendants(self.session.driver.id())
+            .into_iter()
+            .find(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/exe"))
+                    .is_ok_and(|exe| exe.file_name() == Some(name))
+            })
+            .expect("the app is running")
+    }
+
+    /// Sends `signal` to the app's process.
+    pub fn signal_app(&self, pid: u32, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
+            .unwrap_or_else(|e| panic!("{signal} to the app: {e}"));
+    }
+
+    /// Waits until the app's process `pid` has exited (it is gone, or a zombie its parent has not
+    /// reaped yet). Its parent is WebKitWebDriver, so this reads /proc, within [`WAIT`].
+    pub async fn until_app_exited(&self, pid: u32) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let (_, rest) = stat.rsplit_once(')')?;
+                    rest.split_whitespace().next().map(str::to_owned)
+                });
+            if state.as_deref().is_none_or(|s| s == "Z" || s == "X") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the app did not exit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Ends the session (the app closes), then stops tauri-driver and whatever it started.
+    pub async fn quit(self) {
+        self.session.quit().await;
+    }
+}
+
+impl Session {
+    /// Spawns the WebDriver `command` (listening on `port`) and opens a session with these
+    /// capabilities, its script timeout [`WAIT`].
+    async fn start(mut command: Command, port: u16, capabilities: Value) -> Session {
+        let program = command.get_program().to_string_lossy().into_owned();
+        let driver = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} starts: {e}"));
+        let mut session = Session {
+            http: reqwest::Client::new(),
+            base: format!("http://127.0.0.1:{port}"),
+            session: None,
+            driver,
+        };
+        // A WebDriver has no readiness signal but its /status endpoint.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(r) = session
+                .http
+                .get(format!("{}/status", session.base))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{program} did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let created = session
+            .call(
+                reqwest::Method::POST,
+                "/session",
+                json!({"capabilities": {"alwaysMatch": capabilities}}),
+            )
+            .await;
+        session.session = Some(
+            created["sessionId"]
+                .as_str()
+                .expect("a session id")
+                .to_owned(),
+        );
+        session
+            .command(
+                reqwest::Method::POST,
+                "/timeouts",
+                json!({"script": WAIT.as_millis() as u64, "implicit": 0}),
+            )
+            .await;
+        session
     }
 
     async fn try_call(
@@ -316,44 +470,6 @@ impl App {
         .await
     }
 
-    /// The app's own process (WebKitWebDriver starts it, below tauri-driver).
-    pub fn app_pid(&self) -> u32 {
-        let name = app_binary();
-        let name = name.file_name().expect("the app binary's name");
-        descendants(self.driver.id())
-            .into_iter()
-            .find(|pid| {
-                std::fs::read_link(format!("/proc/{pid}/exe"))
-                    .is_ok_and(|exe| exe.file_name() == Some(name))
-            })
-            .expect("the app is running")
-    }
-
-    /// Sends `signal` to the app's process.
-    pub fn signal_app(&self, pid: u32, signal: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
-            .unwrap_or_else(|e| panic!("{signal} to the app: {e}"));
-    }
-
-    /// Waits until the app's process `pid` has exited (it is gone, or a zombie its parent has not
-    /// reaped yet). Its parent is WebKitWebDriver, so this reads /proc, within [`WAIT`].
-    pub async fn until_app_exited(&self, pid: u32) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    let (_, rest) = stat.rsplit_once(')')?;
-                    rest.split_whitespace().next().map(str::to_owned)
-                });
-            if state.as_deref().is_none_or(|s| s == "Z" || s == "X") {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the app did not exit");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     /// Waits until the JavaScript expression `condition` is true in the page: checked at once,
     /// then at every change of the document. Panics after [`WAIT`] with what the page showed.
     pub async fn until(&self, what: &str, condition: &str) {
@@ -386,6 +502,13 @@ impl App {
         }
     }
 
+    /// Waits as [`Session::until`] does until the JavaScript expression `value` is truthy, and
+    /// returns its value.
+    pub async fn until_value(&self, what: &str, value: &str) -> Value {
+        self.until(what, value).await;
+        self.script(&format!("return {value}")).await
+    }
+
     /// Sets the window's size.
     pub async fn resize(&self, width: u32, height: u32) {
         self.command(
@@ -416,7 +539,14 @@ impl App {
         path
     }
 
-    /// Ends the session (the app closes), then stops tauri-driver and whatever it started.
+    /// Opens `url` in the page.
+    pub async fn navigate(&self, url: &str) {
+        self.command(reqwest::Method::POST, "/url", json!({"url": url}))
+            .await;
+    }
+
+    /// Ends the session (the app or browser closes), then stops the driver and whatever it
+    /// started.
     pub async fn quit(mut self) {
         if self.session.is_some() {
             let session = self.session.take().unwrap();
@@ -443,9 +573,9 @@ impl App {
     }
 }
 
-impl Drop for App {
+impl Drop for Session {
     fn drop(&mut self) {
-        // A failed test still leaves no app or driver behind.
+        // A failed test still leaves no app, browser or driver behind.
         self.stop_driver();
     }
 }

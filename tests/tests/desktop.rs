@@ -7,14 +7,20 @@
 #![allow(missing_docs)]
 
 use invigil_e2e::server::{PASSWORD, Server, Staff, WAIT};
-use invigil_e2e::webdriver::{App, ENTER, TAB, Tooling, tooling};
+use invigil_e2e::webdriver::{App, Browser, Chromium, ENTER, TAB, Tooling, chromium, tooling};
 use std::time::{Duration, Instant};
 
 /// One app window at a time: tauri-driver sessions and the display are shared.
 static WINDOW: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn tools(test: &str) -> Option<Tooling> {
-    match tooling() {
+    needed(test, tooling())
+}
+
+/// What `test` needs from the machine, or None when it is missing: the test says that it skips,
+/// except in CI, where it fails.
+fn needed<T>(test: &str, found: Result<T, String>) -> Option<T> {
+    match found {
         Ok(t) => Some(t),
         Err(missing) => {
             assert!(
@@ -449,15 +455,11 @@ async fn answers_another_student_left_waiting_are_listed_at_sign_in_and_exported
 
     // The export writes her answer to a file for the professor.
     app.click(&format!("{alice} button")).await;
-    app.until(
-        "the export's path",
-        &format!("document.querySelector('{alice} .export-result').dataset.path"),
-    )
-    .await;
     let path = app
-        .script(&format!(
-            "return document.querySelector('{alice} .export-result').dataset.path"
-        ))
+        .until_value(
+            "the export's path",
+            &format!("document.querySelector('{alice} .export-result').dataset.path"),
+        )
         .await;
     let path = path.as_str().unwrap();
     let file = exported(path);
@@ -717,6 +719,12 @@ async fn leaving_a_proctored_exam_window_reaches_the_professor_live() {
     let Some(tooling) = tools("leaving_a_proctored_exam_window_reaches_the_professor_live") else {
         return;
     };
+    let Some(chromium) = needed(
+        "leaving_a_proctored_exam_window_reaches_the_professor_live",
+        chromium(),
+    ) else {
+        return;
+    };
     let _window = WINDOW.lock().await;
     let Some(desktop) = Focusable::start(&tooling.display, "other program") else {
         return;
@@ -728,6 +736,10 @@ async fn leaving_a_proctored_exam_window_reaches_the_professor_live() {
     let evaluation = prof.running(&["carol"]).await;
     prof.set_proctoring(&evaluation.id, serde_json::json!({"report_focus": true}))
         .await;
+    // The professor watches the board in a browser from before the student leaves: what follows
+    // has to reach it live.
+    let board = professor_board(&chromium, &server, "prof", &evaluation.id).await;
+    let carol = board_row("carol");
     let (app, _data) = starting_exam(&tooling, &server, "carol", &evaluation.id).await;
     let line = "document.querySelector('#proctor li')?.textContent";
     app.until(
@@ -748,6 +760,12 @@ async fn leaving_a_proctored_exam_window_reaches_the_professor_live() {
     // Live: the professor's board has it while the student is still away.
     let away = wait_for_integrity(&prof, &evaluation.id, "carol", |i| i["focus_lost"] == 1).await;
     assert_eq!(away["last"]["kind"], "focus_lost", "{away}");
+    board
+        .until(
+            "the board to show carol away",
+            &format!("{carol}.textContent.includes('Left the window 1× · away now')"),
+        )
+        .await;
     desktop.activate(&exam);
     let back = left.elapsed();
     let integrity = wait_for_integrity(&prof, &evaluation.id, "carol", |i| {
@@ -768,8 +786,87 @@ async fn leaving_a_proctored_exam_window_reaches_the_professor_live() {
     )
     .await;
     app.screenshot("12-proctored-exam-left-once").await;
+
+    // The board, never reloaded, shows that she came back and how long she was away (a short
+    // absence, under the evaluation's `brief_ms`, is counted apart as brief).
+    let brief = match integrity["brief"].as_u64() {
+        Some(0) => "",
+        Some(1) => r" \(1 brief\)",
+        _ => panic!("one absence, brief or not: {integrity}"),
+    };
+    let left_once = format!("/Left the window 1×{brief} · ([0-9.]+) (ms|s) away/");
+    let shown = board
+        .until_value(
+            "the board to show carol back",
+            &format!("{carol}.textContent.match({left_once})?.slice(1)"),
+        )
+        .await;
+    let (number, unit) = (shown[0].as_str().unwrap(), shown[1].as_str().unwrap());
+    let number: f64 = number.parse().unwrap();
+    // The board rounds: to the millisecond, to a tenth of a second below 10 s, then to the second.
+    let (shown_ms, rounding) = match unit {
+        "ms" => (number, 0.0),
+        _ if number < 10.0 => (number * 1000.0, 50.0),
+        _ => (number * 1000.0, 500.0),
+    };
+    assert!(
+        (shown_ms - away_ms as f64).abs() <= rounding,
+        "the board shows {number} {unit} away, the server {away_ms} ms"
+    );
+    assert_eq!(
+        board.script("return window.__marker").await,
+        1,
+        "the board was reloaded"
+    );
+    board.screenshot("13-board-left-the-window").await;
+    board.quit().await;
     app.quit().await;
     drop(desktop);
+}
+
+/// The staff console in headless Chromium: `username` signs in on the live board of
+/// `evaluation`, which is then marked (`window.__marker`) so that a reload would show.
+async fn professor_board(
+    chromium: &Chromium,
+    server: &Server,
+    username: &str,
+    evaluation: &str,
+) -> Browser {
+    let board = Browser::launch(chromium).await;
+    board.resize(1600, 900).await;
+    board
+        .navigate(&format!(
+            "{}/#/evaluations/{evaluation}/board",
+            server.url()
+        ))
+        .await;
+    board
+        .until(
+            "the console's sign-in",
+            "document.querySelector('form.sign-in')",
+        )
+        .await;
+    board
+        .type_into("form.sign-in input[autocomplete=username]", username)
+        .await;
+    board
+        .type_into("form.sign-in input[type=password]", PASSWORD)
+        .await;
+    board.click("form.sign-in button[type=submit]").await;
+    board
+        .until(
+            "the live board",
+            "document.getElementById('live-status').textContent === 'Live' \
+             && document.querySelector('table.board tbody tr[data-username]')",
+        )
+        .await;
+    board.script("window.__marker = 1").await;
+    board
+}
+
+/// A JavaScript expression: `username`'s row on the board.
+fn board_row(username: &str) -> String {
+    format!("document.querySelector('table.board tbody tr[data-username=\"{username}\"]')")
 }
 
 /// Polls the professor's board until `check` holds of `username`'s integrity summary.
