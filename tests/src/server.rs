@@ -614,6 +614,23 @@ impl Staff {
         .unwrap()
     }
 
+    /// Exempts `username` from `exempt` (proctoring settings by name) in an evaluation, for
+    /// `reason`; an empty list ends the accommodation.
+    pub async fn accommodate(
+        &self,
+        evaluation: &str,
+        username: &str,
+        exempt: &[&str],
+        reason: &str,
+    ) {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/api/evaluations/{evaluation}/participants/{username}/accommodation"),
+            Some(json!({ "exempt": exempt, "reason": reason })),
+        )
+        .await;
+    }
+
     /// The participant rows of an evaluation (the board's), as JSON.
     pub async fn participants(&self, evaluation: &str) -> Vec<Value> {
         serde_json::from_value(

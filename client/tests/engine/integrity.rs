@@ -228,3 +228,48 @@ async fn a_refused_event_is_dropped_and_waiting_events_go_into_the_answers_file(
         .await;
     assert_eq!(prof.integrity(&id, "alice").await["away_ms"], 4200);
 }
+
+#[tokio::test]
+async fn an_accommodation_granted_during_the_exam_turns_only_its_settings_off_in_the_open_app() {
+    // Invariant: the app proctors by the settings that apply to its student: an exemption granted
+    // while the exam runs reaches the running app without a restart and turns exactly the
+    // exempted setting off; ending it turns the setting on again.
+    let server = Server::start(500).await;
+    let (prof, id) = proctored_exam(&server).await;
+    prof.set_proctoring(&id, json!({"block_clipboard": true}))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut alice = Student::start(&server.url(), dir.path(), mock_vault()).await;
+    alice.sign_in("alice").await;
+    alice.until_evaluation(&id).await;
+    alice.engine.join(&id).await.unwrap();
+    let settings = |overview: &invigil_client::view::Overview| {
+        overview
+            .evaluations
+            .iter()
+            .find(|e| e.id == id)
+            .map(|e| (e.proctoring.report_focus, e.proctoring.block_clipboard))
+    };
+    alice
+        .until("both settings", |o| settings(o) == Some((true, true)))
+        .await;
+
+    prof.accommodate(
+        &id,
+        "alice",
+        &["block_clipboard"],
+        "A screen reader needs the clipboard.",
+    )
+    .await;
+    alice
+        .until("the clipboard exemption", |o| {
+            settings(o) == Some((true, false))
+        })
+        .await;
+
+    prof.accommodate(&id, "alice", &[], "The screen reader is no longer used.")
+        .await;
+    alice
+        .until("the exemption ended", |o| settings(o) == Some((true, true)))
+        .await;
+}
