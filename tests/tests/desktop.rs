@@ -626,18 +626,7 @@ impl Focusable {
 "#,
             )
             .unwrap();
-            let openbox = focusable
-                .command("openbox")
-                .args(["--sm-disable", "--config-file"])
-                .arg(&rc)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("openbox starts");
-            focusable.processes.push(openbox);
-            poll("openbox to manage the screen", || {
-                focusable.has_window_manager().then_some(())
-            });
+            focusable.start_window_manager(&rc);
         }
         let xmessage = focusable
             .command("xmessage")
@@ -648,6 +637,47 @@ impl Focusable {
             .expect("xmessage starts");
         focusable.processes.push(xmessage);
         Some(focusable)
+    }
+
+    /// Starts openbox with the configuration `rc` and waits until it manages the screen. An
+    /// openbox that exits before it does (seen once in CI, at random) is started again, twice at
+    /// most; what it printed is in the failure's message.
+    fn start_window_manager(&mut self, rc: &std::path::Path) {
+        let log = self._dir.path().join("openbox.log");
+        let deadline = Instant::now() + WAIT;
+        for attempt in 1..=3 {
+            let mut openbox = self
+                .command("openbox")
+                .args(["--sm-disable", "--config-file"])
+                .arg(rc)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("openbox starts");
+            let exited = loop {
+                if self.has_window_manager() {
+                    self.processes.push(openbox);
+                    return;
+                }
+                if let Some(status) = openbox.try_wait().unwrap() {
+                    break status;
+                }
+                if Instant::now() >= deadline {
+                    let _ = openbox.kill();
+                    let _ = openbox.wait();
+                    panic!(
+                        "timed out waiting for openbox to manage the screen; it printed: {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            eprintln!(
+                "openbox exited ({exited}) before managing the screen (attempt {attempt}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        panic!("openbox exited three times before managing the screen");
     }
 
     fn command(&self, program: &str) -> std::process::Command {
