@@ -1452,8 +1452,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    /// The writer publishes a commit's events before it answers, but the hub routes them a
-    /// moment later: a barrier published now is routed after every one of them.
     async fn record_integrity(&self, student: &User, event: IntegrityEvent) -> Result<()> {
         self.integrity_record(student, event).await
     }
@@ -1486,6 +1484,8 @@ impl Store for SqliteStore {
         self.accommodation_list(evaluation_id).await
     }
 
+    /// The writer publishes a commit's events before it answers, but the hub routes them a
+    /// moment later: a barrier published now is routed after every one of them.
     async fn barrier(&self) -> Result<()> {
         let (barrier, passed) = crate::live::event::Barrier::new();
         self.bus.publish([Event::Barrier(barrier)]);
