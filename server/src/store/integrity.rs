@@ -7,12 +7,17 @@
 //! app sends what it did not see acknowledged again after a reconnect). Events never change a
 //! participation: proctoring observes, the professor judges.
 
+use super::EvaluationRecord;
+use super::evaluations;
+use super::participants::{audit, load_participation, participant_row};
 use super::rows::ts;
+use super::tx::{Tx, args};
 use crate::error::{Error, Result};
-use crate::live::event::ParticipantRow;
+use crate::live::event::{EvaluationEvent, Event, ParticipantEvent, ParticipantRow};
 use invigil_protocol::{
-    Capabilities, CapabilityLevel, ErrorCode, IntegrityEvent, IntegrityKind, IntegrityLast,
-    IntegrityRecord, IntegrityRejectCode, IntegritySummary, ParticipationStatus, Proctoring,
+    AuditKind, Capabilities, CapabilityLevel, ErrorCode, Evaluation, IntegrityEvent, IntegrityKind,
+    IntegrityLast, IntegrityRecord, IntegrityRejectCode, IntegritySummary, ParticipationStatus,
+    Proctoring, Timestamp, UpdateReason, User,
 };
 use std::collections::HashMap;
 
@@ -295,169 +300,170 @@ pub fn kind(text: &str) -> Result<IntegrityKind> {
         .map_err(|_| Error::internal(format!("stored integrity kind `{text}` is unknown")))
 }
 
-/// The engine operations of proctoring, written once: each engine expands this in its own
-/// `integrity` module, for its connection type, over its own helpers of the same names
-/// (`load_evaluation`, `load_participation`, `participant_row`, `audit`, `audience`), which
-/// run the same statements there. It defines `record` (store one event, in the caller's
-/// transaction), `timeline` (one student's events), `fill` (the summaries of rows) and `proctoring_changed` (the audit entry and the
-/// push of a settings change).
-macro_rules! engine_operations {
-    ($conn:ty) => {
-        use super::{audience, audit, load_evaluation, load_participation, participant_row};
-        use invigil_protocol::{
-            AuditKind, Evaluation, IntegrityEvent, IntegrityRejectCode, Timestamp, UpdateReason,
-            User,
-        };
-        use std::collections::HashMap;
-        use $crate::error::{Error, Result};
-        use $crate::live::event::{EvaluationEvent, Event, ParticipantEvent, ParticipantRow};
-        use $crate::store::EvaluationRecord;
-        use $crate::store::integrity as rules;
-
-        async fn record(
-            conn: &mut $conn,
-            events: &mut Vec<Event>,
-            student: User,
-            event: IntegrityEvent,
-        ) -> Result<()> {
-            let record = load_evaluation(conn, &event.evaluation_id)
-                .await?
-                .ok_or_else(|| rules::reject_error(IntegrityRejectCode::NotFound))?;
-            let id = record.evaluation.id.clone();
-            let stored: bool = sqlx::query_scalar(rules::STORED)
-                .bind(&id)
-                .bind(&student.id)
-                .bind(&event.event_id)
-                .fetch_one(&mut *conn)
-                .await?;
-            if stored {
-                return Ok(());
-            }
-            let participation = load_participation(conn, &record.evaluation, &student).await?;
-            rules::check(participation.access, participation.status)
-                .map_err(rules::reject_error)?;
-            let capabilities = event
-                .capabilities
-                .map(|c| serde_json::to_string(&c))
-                .transpose()
-                .map_err(Error::internal)?;
-            let inserted: Option<i64> = sqlx::query_scalar(rules::INSERT)
-                .bind(&id)
-                .bind(&student.id)
-                .bind(&event.event_id)
-                .bind(event.kind.as_str())
-                .bind(event.at.unix_ms())
-                .bind(Timestamp::now().unix_ms())
-                .bind(event.away_ms.map(|ms| ms as i64))
-                .bind(event.displays.map(i64::from))
-                .bind(capabilities)
-                .bind(&event.detail)
-                .fetch_optional(&mut *conn)
-                .await?;
-            if inserted.is_none() {
-                return Ok(());
-            }
-            audit(
-                conn,
+/// Stores one integrity event of a student, in the caller's transaction (see
+/// [`crate::store::Store::record_integrity`]).
+pub async fn record(
+    tx: &mut dyn Tx,
+    events: &mut Vec<Event>,
+    (student, event): &(User, IntegrityEvent),
+) -> Result<()> {
+    let record = evaluations::load(tx, &event.evaluation_id)
+        .await?
+        .ok_or_else(|| reject_error(IntegrityRejectCode::NotFound))?;
+    let id = record.evaluation.id.clone();
+    let stored: bool = tx
+        .fetch_one(STORED, args![&id, &student.id, &event.event_id])
+        .await?
+        .first()?;
+    if stored {
+        return Ok(());
+    }
+    let participation = load_participation(tx, &record.evaluation, student).await?;
+    check(participation.access, participation.status).map_err(reject_error)?;
+    let capabilities = event
+        .capabilities
+        .map(|c| serde_json::to_string(&c))
+        .transpose()
+        .map_err(Error::internal)?;
+    let inserted = tx
+        .fetch_optional(
+            INSERT,
+            args![
                 &id,
-                event.kind.audit_kind(),
-                Some(&student.username),
-                Some(&student.username),
-                &rules::event_detail(&event),
-            )
-            .await?;
-            let row = participant_row(conn, &id, &student.id).await?;
-            events.push(Event::Participant(ParticipantEvent {
-                evaluation_id: id,
-                owner_id: record.owner_id,
-                row,
-            }));
-            Ok(())
-        }
-
-        /// One student's stored events, in the order they were stored, with both times.
-        pub(super) async fn timeline(
-            conn: &mut $conn,
-            evaluation_id: &str,
-            user_id: &str,
-        ) -> Result<Vec<invigil_protocol::IntegrityRecord>> {
-            let rows: Vec<rules::TimelineRow> = sqlx::query_as(rules::TIMELINE)
-                .bind(evaluation_id)
-                .bind(user_id)
-                .fetch_all(&mut *conn)
-                .await?;
-            rows.into_iter()
-                .map(|row| rules::timeline_record(evaluation_id, row))
-                .collect()
-        }
-
-        /// Gives rows of one evaluation their integrity summaries (`user`: the rows are that student's).
-        pub(super) async fn fill(
-            conn: &mut $conn,
-            evaluation_id: &str,
-            user: Option<&str>,
-            rows: &mut [ParticipantRow],
-        ) -> Result<()> {
-            let settings: Option<String> = sqlx::query_scalar(rules::SETTINGS)
-                .bind(evaluation_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-            let brief_ms = match settings {
-                Some(text) => rules::parse_proctoring(&text)?.brief_ms,
-                None => return Ok(()),
-            };
-            let totals = sqlx::query_as(rules::TOTALS)
-                .bind(evaluation_id)
-                .bind(user)
-                .bind(i64::try_from(brief_ms).unwrap_or(i64::MAX))
-                .fetch_all(&mut *conn)
-                .await?;
-            let last = sqlx::query_as(rules::LAST)
-                .bind(evaluation_id)
-                .bind(user)
-                .fetch_all(&mut *conn)
-                .await?;
-            let capabilities = sqlx::query_as(rules::CAPABILITIES)
-                .bind(evaluation_id)
-                .bind(user)
-                .fetch_all(&mut *conn)
-                .await?;
-            rules::attach(rows, rules::summaries(totals, last, capabilities)?);
-            Ok(())
-        }
-
-        /// What a change of an evaluation's proctoring settings (already written) means: an audit entry
-        /// `proctoring_changed` saying who changed what, and `EVALUATION_UPDATE` `proctoring_changed` to
-        /// its students.
-        pub(super) async fn proctoring_changed(
-            conn: &mut $conn,
-            record: &EvaluationRecord,
-            before: &Evaluation,
-            actor: &User,
-            events: &mut Vec<Event>,
-        ) -> Result<()> {
-            let after = &record.evaluation;
-            audit(
-                conn,
-                &after.id,
-                AuditKind::ProctoringChanged,
-                None,
-                Some(&actor.username),
-                &rules::proctoring_detail(&before.proctoring, &after.proctoring),
-            )
-            .await?;
-            let audience = audience(conn, after).await?;
-            events.push(Event::Evaluation(EvaluationEvent::new(
-                UpdateReason::ProctoringChanged,
-                crate::store::rules::student_view(after.clone()),
-                audience,
-                HashMap::new(),
-            )));
-            Ok(())
-        }
-    };
+                &student.id,
+                &event.event_id,
+                event.kind.as_str(),
+                event.at.unix_ms(),
+                Timestamp::now().unix_ms(),
+                event
+                    .away_ms
+                    .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+                event.displays.map(i64::from),
+                capabilities,
+                &event.detail,
+            ],
+        )
+        .await?;
+    if inserted.is_none() {
+        return Ok(());
+    }
+    let name = Some(student.username.as_str());
+    audit(
+        tx,
+        &id,
+        event.kind.audit_kind(),
+        name,
+        name,
+        &event_detail(event),
+    )
+    .await?;
+    let row = participant_row(tx, &id, &student.id).await?;
+    events.push(Event::Participant(ParticipantEvent {
+        evaluation_id: id,
+        owner_id: record.owner_id,
+        row,
+    }));
+    Ok(())
 }
-pub(crate) use engine_operations;
+
+/// One student's stored events, in the order they were stored, with both times.
+pub async fn timeline(
+    tx: &mut dyn Tx,
+    (evaluation_id, user_id): &(&str, &str),
+) -> Result<Vec<IntegrityRecord>> {
+    let rows = tx
+        .fetch_all(TIMELINE, args![*evaluation_id, *user_id])
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let row: TimelineRow = (
+                r.get("event_id")?,
+                r.get("kind")?,
+                r.get("at")?,
+                r.get("received_at")?,
+                r.get("away_ms")?,
+                r.get("displays")?,
+                r.get("capabilities")?,
+                r.get("detail")?,
+            );
+            timeline_record(evaluation_id, row)
+        })
+        .collect()
+}
+
+/// Gives rows of one evaluation their integrity summaries (`user`: the rows are that student's).
+pub async fn fill(
+    tx: &mut dyn Tx,
+    evaluation_id: &str,
+    user: Option<&str>,
+    rows: &mut [ParticipantRow],
+) -> Result<()> {
+    let settings = tx.fetch_optional(SETTINGS, args![evaluation_id]).await?;
+    let brief_ms = match settings {
+        Some(row) => parse_proctoring(&row.first::<String>()?)?.brief_ms,
+        None => return Ok(()),
+    };
+    let brief_ms = i64::try_from(brief_ms).unwrap_or(i64::MAX);
+    let totals = tx
+        .fetch_all(TOTALS, args![evaluation_id, user, brief_ms])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.get("user_id")?,
+                r.get("events")?,
+                r.get("focus_lost")?,
+                r.get("brief")?,
+                r.get("away_ms")?,
+                r.get("longest_away_ms")?,
+            ))
+        })
+        .collect::<Result<Vec<Totals>>>()?;
+    let last = tx
+        .fetch_all(LAST, args![evaluation_id, user])
+        .await?
+        .iter()
+        .map(|r| Ok((r.get("user_id")?, r.get("kind")?, r.get("at")?)))
+        .collect::<Result<Vec<Last>>>()?;
+    let capabilities = tx
+        .fetch_all(CAPABILITIES, args![evaluation_id, user])
+        .await?
+        .iter()
+        .map(|r| Ok((r.get("user_id")?, r.get("capabilities")?, r.get("detail")?)))
+        .collect::<Result<Vec<LastCapabilities>>>()?;
+    attach(rows, summaries(totals, last, capabilities)?);
+    Ok(())
+}
+
+/// What a change of an evaluation's proctoring settings (already written) means: an audit entry
+/// `proctoring_changed` saying who changed what, and `EVALUATION_UPDATE` `proctoring_changed` to
+/// its students.
+pub async fn proctoring_changed(
+    tx: &mut dyn Tx,
+    record: &EvaluationRecord,
+    before: &Evaluation,
+    actor: &User,
+    events: &mut Vec<Event>,
+) -> Result<()> {
+    let after = &record.evaluation;
+    audit(
+        tx,
+        &after.id,
+        AuditKind::ProctoringChanged,
+        None,
+        Some(&actor.username),
+        &proctoring_detail(&before.proctoring, &after.proctoring),
+    )
+    .await?;
+    let audience = evaluations::audience(tx, after).await?;
+    events.push(Event::Evaluation(EvaluationEvent::new(
+        UpdateReason::ProctoringChanged,
+        super::rules::student_view(after.clone()),
+        audience,
+        HashMap::new(),
+    )));
+    Ok(())
+}
 
 /// The stored settings of an evaluation (`$1`), as JSON text on either engine.
 pub const SETTINGS: &str = "SELECT CAST(proctoring AS TEXT) FROM evaluations WHERE id = $1";

@@ -3,16 +3,28 @@
 //! Everything above this module talks to [`Store`] and never learns which database is underneath.
 //! Each method is one atomic operation of the product (a sign-in with its revocations and blocks, a
 //! save with its late rule, a phase change with its audit entry), so that every engine can make it
-//! one transaction. The rules themselves are pure functions in [`rules`], shared by every engine;
-//! what a committed change means for live connections is published as [`Event`]s on the [`Bus`]
-//! given at open, after the commit and in commit order.
+//! one transaction. What a committed change means for live connections is published as
+//! [`Event`](crate::live::event::Event)s on the [`Bus`] given at open, after the commit and in
+//! commit order.
 //!
-//! - [`accommodations`]: the proctoring settings a student is exempt from, and the SQL both
-//!   engines share for them.
+//! Each operation is written once, over the narrow interface of [`tx`] ([`tx::Tx`]: fetch,
+//! execute, lock; [`tx::Engine`]: run an operation in a transaction), in a module named after the
+//! contract's section; [`Store`] is implemented once, for every engine. The decisions and the
+//! audit sentences are [`rules`]'s.
+//!
+//! - [`sessions`]: accounts, signing in (one session per student, the second-sign-in block),
+//!   session lookups, revocations.
+//! - [`evaluations`]: evaluations, their phase, end time and access list.
+//! - [`participants`]: taking part (join, hand in), unblocking, the board's rows, the audit log.
+//! - [`answers`]: stored answers read back.
+//! - [`accommodations`]: the proctoring settings a student is exempt from.
 //! - [`imports`]: the decisions on answers imported from the desktop app's export file.
-//! - [`integrity`]: proctoring's decisions and the SQL both engines share for integrity events.
-//! - [`rules`]: the contract's decisions (late answers, idempotent revisions, sign-in blocks).
-//! - [`rows`]: stored values read back into domain values, for every engine.
+//! - [`integrity`]: proctoring's decisions and integrity events.
+//! - [`rules`]: the contract's decisions (late answers, idempotent revisions, sign-in blocks) and
+//!   every audit sentence.
+//! - [`rows`]: stored values read back into domain values.
+//! - [`tx`]: the interface every engine implements, and the few fragments of SQL they spell
+//!   differently.
 //! - [`sqlite`]: the embedded engine: WAL with `synchronous=FULL`, every write through one writer
 //!   task that commits in groups.
 //! - [`postgres`]: the engine for several nodes on one database: one transaction per operation
@@ -20,12 +32,17 @@
 //!   LISTEN/NOTIFY, presence and node heartbeats in tables.
 
 pub mod accommodations;
+pub mod answers;
+pub mod evaluations;
 pub mod imports;
 pub mod integrity;
+pub mod participants;
 pub mod postgres;
 pub mod rows;
 pub mod rules;
+pub mod sessions;
 pub mod sqlite;
+pub mod tx;
 
 use crate::config::DatabaseUrl;
 use crate::error::Result;
@@ -37,6 +54,7 @@ use invigil_protocol::{
     UserSummary,
 };
 use std::sync::Arc;
+use tx::Engine;
 
 /// A user with the hash of their password.
 #[derive(Debug, Clone)]
@@ -446,6 +464,315 @@ pub trait Store: Send + Sync + 'static {
 
     /// Finishes every write already asked for, then refuses new ones. Called at shutdown.
     async fn close(&self);
+}
+
+/// The contract's operations, written once for every engine.
+#[async_trait]
+impl<E: Engine> Store for E {
+    async fn create_account(&self, new: NewAccount) -> Result<User> {
+        self.write(new, |tx, events, new| {
+            Box::pin(sessions::create_account(tx, events, new))
+        })
+        .await
+    }
+
+    async fn account(&self, username: &str) -> Result<Option<Account>> {
+        self.read(username, |tx, name| Box::pin(sessions::account(tx, name)))
+            .await
+    }
+
+    async fn users_named(&self, usernames: &[String]) -> Result<Vec<User>> {
+        self.read(usernames, |tx, names| {
+            Box::pin(sessions::users_named(tx, names))
+        })
+        .await
+    }
+
+    async fn users(&self) -> Result<Vec<UserSummary>> {
+        Engine::users(self).await
+    }
+
+    async fn create_accounts(&self, new: Vec<NewAccount>) -> Result<Vec<User>> {
+        Engine::create_accounts(self, new).await
+    }
+
+    async fn set_password(
+        &self,
+        user: &User,
+        password_hash: String,
+        revoke_sessions: bool,
+        actor: &User,
+    ) -> Result<usize> {
+        Engine::set_password(self, user, password_hash, revoke_sessions, actor).await
+    }
+
+    async fn sign_in(&self, sign_in: SignIn) -> Result<Vec<String>> {
+        self.write(sign_in, |tx, events, s| {
+            Box::pin(sessions::sign_in(tx, events, s))
+        })
+        .await
+    }
+
+    async fn session(&self, token_hash: &str) -> Result<SessionLookup> {
+        let (found, touch) = self
+            .read(token_hash, |tx, hash| Box::pin(sessions::lookup(tx, hash)))
+            .await?;
+        if let (SessionLookup::Active(session), Some(now)) = (&found, touch) {
+            self.write((session.id.clone(), now), |tx, events, args| {
+                Box::pin(sessions::touch(tx, events, args))
+            })
+            .await?;
+        }
+        Ok(found)
+    }
+
+    async fn revoke_session(&self, session: &Session, reason: InvalidationReason) -> Result<()> {
+        let args = (session.user.clone(), Some(session.id.clone()), reason);
+        self.write(args, |tx, events, args| {
+            Box::pin(sessions::revoke_op(tx, events, args))
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn revoke_user(
+        &self,
+        user: &User,
+        reason: InvalidationReason,
+        _actor: &User,
+    ) -> Result<usize> {
+        self.write((user.clone(), None, reason), |tx, events, args| {
+            Box::pin(sessions::revoke_op(tx, events, args))
+        })
+        .await
+    }
+
+    async fn presence(&self, session: &Session, change: ConnectionChange) -> Result<()> {
+        Engine::presence(self, session, change).await
+    }
+
+    async fn create_evaluation(&self, owner: &User, new: NewEvaluation) -> Result<Evaluation> {
+        self.write((owner.clone(), new), |tx, events, args| {
+            Box::pin(evaluations::create(tx, events, args))
+        })
+        .await
+    }
+
+    async fn evaluation(&self, id: &str) -> Result<Option<EvaluationRecord>> {
+        self.read(id, |tx, id| Box::pin(evaluations::load(tx, id)))
+            .await
+    }
+
+    async fn evaluations(&self) -> Result<Vec<Evaluation>> {
+        self.read(&(), |tx, ()| Box::pin(evaluations::all(tx)))
+            .await
+    }
+
+    async fn student_views(&self, student: &User) -> Result<Vec<StudentView>> {
+        self.read(student, |tx, student| {
+            Box::pin(participants::student_views(tx, student))
+        })
+        .await
+    }
+
+    async fn participation(
+        &self,
+        evaluation_id: &str,
+        student: &User,
+    ) -> Result<Option<Participation>> {
+        self.read(&(evaluation_id, student), |tx, args| {
+            Box::pin(participants::participation(tx, args))
+        })
+        .await
+    }
+
+    async fn set_phase(&self, evaluation_id: &str, to: Phase, actor: &User) -> Result<Evaluation> {
+        let args = (evaluation_id.to_owned(), to, actor.clone());
+        self.write(args, |tx, events, args| {
+            Box::pin(evaluations::set_phase(tx, events, args))
+        })
+        .await
+    }
+
+    async fn edit_evaluation(
+        &self,
+        evaluation_id: &str,
+        edit: EvaluationEdit,
+        actor: &User,
+    ) -> Result<Evaluation> {
+        Engine::edit_evaluation(self, evaluation_id, edit, actor).await
+    }
+
+    async fn set_ends_at(
+        &self,
+        evaluation_id: &str,
+        ends_at: Option<Timestamp>,
+        actor: &User,
+    ) -> Result<Evaluation> {
+        let args = (evaluation_id.to_owned(), ends_at, actor.clone());
+        self.write(args, |tx, events, args| {
+            Box::pin(evaluations::set_ends_at(tx, events, args))
+        })
+        .await
+    }
+
+    async fn set_access_list(
+        &self,
+        evaluation_id: &str,
+        students: &[User],
+        actor: &User,
+    ) -> Result<Vec<String>> {
+        let args = (evaluation_id.to_owned(), students.to_vec(), actor.clone());
+        self.write(args, |tx, events, args| {
+            Box::pin(evaluations::set_access_list(tx, events, args))
+        })
+        .await
+    }
+
+    async fn access_list(&self, evaluation_id: &str) -> Result<Vec<String>> {
+        self.read(evaluation_id, |tx, id| {
+            Box::pin(evaluations::access_list(tx, id))
+        })
+        .await
+    }
+
+    async fn join(&self, evaluation_id: &str, student: &User) -> Result<Participation> {
+        let args = (evaluation_id.to_owned(), student.clone());
+        self.write(args, |tx, events, args| {
+            Box::pin(participants::join(tx, events, args))
+        })
+        .await
+    }
+
+    async fn submit(&self, evaluation_id: &str, student: &User) -> Result<Participation> {
+        let args = (evaluation_id.to_owned(), student.clone());
+        self.write(args, |tx, events, args| {
+            Box::pin(participants::submit(tx, events, args))
+        })
+        .await
+    }
+
+    async fn unblock(
+        &self,
+        evaluation_id: &str,
+        username: &str,
+        note: Option<String>,
+        actor: &User,
+    ) -> Result<Participation> {
+        let args = (
+            evaluation_id.to_owned(),
+            username.to_owned(),
+            note,
+            actor.clone(),
+        );
+        self.write(args, |tx, events, args| {
+            Box::pin(participants::unblock(tx, events, args))
+        })
+        .await
+    }
+
+    async fn participants(&self, evaluation_id: &str) -> Result<Vec<ParticipantRow>> {
+        self.read(evaluation_id, |tx, id| {
+            Box::pin(participants::participants(tx, id))
+        })
+        .await
+    }
+
+    async fn boards(&self, staff: &User) -> Result<Vec<Board>> {
+        self.read(staff, |tx, staff| Box::pin(participants::boards(tx, staff)))
+            .await
+    }
+
+    async fn audit(&self, evaluation_id: &str) -> Result<Vec<AuditEntry>> {
+        self.read(evaluation_id, |tx, id| {
+            Box::pin(participants::audit_log(tx, id))
+        })
+        .await
+    }
+
+    async fn save_answer(&self, student: &User, answer: NewAnswer) -> Result<SaveAck> {
+        Engine::save_answer(self, student, answer).await
+    }
+
+    async fn answers(&self, evaluation_id: &str, student_id: &str) -> Result<Vec<Answer>> {
+        self.read(&(evaluation_id, student_id), |tx, args| {
+            Box::pin(answers::of_student(tx, args))
+        })
+        .await
+    }
+
+    async fn answer_records(
+        &self,
+        evaluation_id: &str,
+        student_id: Option<&str>,
+    ) -> Result<Vec<AnswerRecord>> {
+        Engine::answer_records(self, evaluation_id, student_id).await
+    }
+
+    async fn import_answers(
+        &self,
+        evaluation_id: &str,
+        import: AnswerImport,
+        actor: &User,
+    ) -> Result<ImportReport> {
+        Engine::import_answers(self, evaluation_id, import, actor).await
+    }
+
+    async fn record_integrity(&self, student: &User, event: IntegrityEvent) -> Result<()> {
+        self.write((student.clone(), event), |tx, events, args| {
+            Box::pin(integrity::record(tx, events, args))
+        })
+        .await
+    }
+
+    async fn integrity_timeline(
+        &self,
+        evaluation_id: &str,
+        student_id: &str,
+    ) -> Result<Vec<invigil_protocol::IntegrityRecord>> {
+        self.read(&(evaluation_id, student_id), |tx, args| {
+            Box::pin(integrity::timeline(tx, args))
+        })
+        .await
+    }
+
+    async fn set_accommodation(
+        &self,
+        evaluation_id: &str,
+        student: &User,
+        exempt: Vec<invigil_protocol::ProctoringSetting>,
+        reason: String,
+        actor: &User,
+    ) -> Result<invigil_protocol::Accommodation> {
+        Engine::set_accommodation(self, evaluation_id, student, exempt, reason, actor).await
+    }
+
+    async fn accommodations(
+        &self,
+        evaluation_id: &str,
+    ) -> Result<Vec<invigil_protocol::Accommodation>> {
+        Engine::accommodations(self, evaluation_id).await
+    }
+
+    async fn socket_opened(&self, session_id: &str, node: &str, connection: u64) -> Result<()> {
+        Engine::socket_opened(self, session_id, node, connection).await
+    }
+
+    async fn count_sign_in(&self, attempt: &SignInAttempt<'_>) -> Result<Option<Counted>> {
+        Engine::count_sign_in(self, attempt).await
+    }
+
+    async fn uncount_sign_in(&self, id: i64) -> Result<()> {
+        Engine::uncount_sign_in(self, id).await
+    }
+
+    async fn barrier(&self) -> Result<()> {
+        Engine::barrier(self).await
+    }
+
+    async fn close(&self) {
+        Engine::close(self).await
+    }
 }
 
 /// Opens the store a URL names, migrating it to the current schema. `heartbeat` is the live

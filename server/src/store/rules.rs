@@ -333,6 +333,25 @@ pub const DISCONNECTED_DETAIL: &str = "The connection was lost.";
 /// The audit sentence of a connection that came back.
 pub const RECONNECTED_DETAIL: &str = "The connection came back.";
 
+/// The refusal of an account whose name is taken.
+pub fn username_taken(username: &str) -> Error {
+    Error::conflict(format!("The username `{username}` is already taken."))
+}
+
+/// The audit sentence of a phase change.
+pub fn phase_detail(from: Phase, to: Phase) -> String {
+    format!("Phase changed from {from} to {to}.")
+}
+
+/// The audit sentence of a student added to an access list.
+pub const ACCESS_ADDED_DETAIL: &str = "Added to the access list.";
+/// The audit sentence of a student removed from an access list.
+pub const ACCESS_REMOVED_DETAIL: &str = "Removed from the access list.";
+/// The audit sentence of a student joining.
+pub const JOINED_DETAIL: &str = "Joined the evaluation.";
+/// The audit sentence of a student handing in.
+pub const SUBMITTED_DETAIL: &str = "Submitted the evaluation.";
+
 /// The audit sentence of a late answer.
 pub fn late_answer_detail(question_id: &str, revision: u64) -> String {
     format!("Late answer to question {question_id} (revision {revision}).")

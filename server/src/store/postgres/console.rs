@@ -8,6 +8,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::live::event::{Audience, EvaluationEvent, Event, ParticipantEvent};
+use crate::store::evaluations::staff_event;
 use crate::store::rows::stored;
 use crate::store::rows::{phase, status, ts};
 use crate::store::rules::{self, Digest, OnTimeAction};
@@ -23,40 +24,6 @@ use invigil_protocol::{
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 use std::collections::HashMap;
-
-/// The event telling staff consoles an evaluation changed.
-pub(super) fn staff_event(record: &EvaluationRecord) -> Event {
-    Event::StaffEvaluation {
-        evaluation: record.evaluation.clone(),
-        owner_id: record.owner_id.clone(),
-    }
-}
-
-/// Records that an evaluation entered a phase (for judging imported answers by their edit time).
-pub(super) async fn record_phase(conn: &mut PgConnection, id: &str, to: Phase) -> Result<()> {
-    sqlx::query("INSERT INTO phase_history (evaluation_id, at, phase) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(Timestamp::now().unix_ms())
-        .bind(to.as_str())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Whether a student has joined an evaluation.
-pub(super) async fn joined(
-    conn: &mut PgConnection,
-    evaluation_id: &str,
-    user_id: &str,
-) -> Result<bool> {
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM participations WHERE evaluation_id = $1 AND user_id = $2)",
-    )
-    .bind(evaluation_id)
-    .bind(user_id)
-    .fetch_one(&mut *conn)
-    .await?)
-}
 
 fn answer_from(r: &PgRow) -> Result<Answer> {
     let late: bool = r.try_get("late")?;
@@ -341,7 +308,7 @@ async fn edit_evaluation_op(
         access_mode_events(conn, &record, events).await?;
     }
     if after.proctoring != before.proctoring {
-        super::integrity::proctoring_changed(conn, &record, &before, actor, events).await?;
+        crate::store::integrity::proctoring_changed(conn, &record, &before, actor, events).await?;
     }
     Ok(after)
 }

@@ -15,7 +15,7 @@ impl SqliteStore {
         actor: &User,
     ) -> Result<Accommodation> {
         let (id, student, actor) = (evaluation_id.to_owned(), student.clone(), actor.clone());
-        self.write(move |conn, events| {
+        self.write_op(move |conn, events| {
             Box::pin(set(conn, events, id, student, exempt, reason, actor))
         })
         .await

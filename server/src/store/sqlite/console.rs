@@ -7,6 +7,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::live::event::{Audience, EvaluationEvent, Event, ParticipantEvent};
+use crate::store::evaluations::staff_event;
 use crate::store::rows::stored;
 use crate::store::rows::{blocked_reason, phase, status, ts};
 use crate::store::rules::{self, Digest, OnTimeAction};
@@ -22,40 +23,6 @@ use invigil_protocol::{
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use std::collections::HashMap;
-
-/// The event telling staff consoles an evaluation changed.
-pub(super) fn staff_event(record: &EvaluationRecord) -> Event {
-    Event::StaffEvaluation {
-        evaluation: record.evaluation.clone(),
-        owner_id: record.owner_id.clone(),
-    }
-}
-
-/// Records that an evaluation entered a phase (for judging imported answers by their edit time).
-pub(super) async fn record_phase(conn: &mut SqliteConnection, id: &str, to: Phase) -> Result<()> {
-    sqlx::query("INSERT INTO phase_history (evaluation_id, at, phase) VALUES (?1, ?2, ?3)")
-        .bind(id)
-        .bind(Timestamp::now().unix_ms())
-        .bind(to.as_str())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Whether a student has joined an evaluation.
-pub(super) async fn joined(
-    conn: &mut SqliteConnection,
-    evaluation_id: &str,
-    user_id: &str,
-) -> Result<bool> {
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM participations WHERE evaluation_id = ?1 AND user_id = ?2)",
-    )
-    .bind(evaluation_id)
-    .bind(user_id)
-    .fetch_one(&mut *conn)
-    .await?)
-}
 
 fn answer_from(r: &SqliteRow) -> Result<Answer> {
     let late: bool = r.try_get("late")?;
@@ -105,7 +72,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn console_create_accounts(&self, new: Vec<NewAccount>) -> Result<Vec<User>> {
-        self.write(move |conn, _| {
+        self.write_op(move |conn, _| {
             Box::pin(async move {
                 let now = Timestamp::now().unix_ms();
                 let mut users = Vec::with_capacity(new.len());
@@ -151,7 +118,7 @@ impl SqliteStore {
         revoke_sessions: bool,
     ) -> Result<usize> {
         let user = user.clone();
-        self.write(move |conn, events| {
+        self.write_op(move |conn, events| {
             Box::pin(async move {
                 let changed = sqlx::query("UPDATE users SET password_hash = ?2 WHERE id = ?1")
                     .bind(&user.id)
@@ -190,7 +157,7 @@ impl SqliteStore {
         actor: &User,
     ) -> Result<Evaluation> {
         let (id, actor) = (evaluation_id.to_owned(), actor.clone());
-        self.write(move |conn, events| {
+        self.write_op(move |conn, events| {
             Box::pin(async move {
                 let mut record = must_evaluation(conn, &id).await?;
                 check_owner_or_admin(&record, &actor)?;
@@ -273,8 +240,10 @@ impl SqliteStore {
                     access_mode_events(conn, &record, events).await?;
                 }
                 if after.proctoring != before.proctoring {
-                    super::integrity::proctoring_changed(conn, &record, &before, &actor, events)
-                        .await?;
+                    crate::store::integrity::proctoring_changed(
+                        conn, &record, &before, &actor, events,
+                    )
+                    .await?;
                 }
                 Ok(after)
             })
@@ -317,7 +286,7 @@ impl SqliteStore {
         actor: &User,
     ) -> Result<ImportReport> {
         let (id, actor) = (evaluation_id.to_owned(), actor.clone());
-        self.write(move |conn, events| {
+        self.write_op(move |conn, events| {
             Box::pin(async move {
                 let record = must_evaluation(conn, &id).await?;
                 check_owner_or_admin(&record, &actor)?;

@@ -9,9 +9,11 @@
 //! one a reconnection; a loss sets when the student was last seen; the audit gets an entry per
 //! exam the student sits; the boards get each concerned participant's row once, after the run.
 
-use super::{Completion, ROW_SELECT, participant_row_from, repeated, savepoint, settle};
+use super::{Completion, repeated, savepoint, settle};
 use crate::error::Result;
 use crate::live::event::{Event, ParticipantEvent};
+use crate::store::participants;
+use crate::store::tx::{Arg, Dialect, Tx, args};
 use crate::store::{Presence, Session, rules};
 use futures_util::future::BoxFuture;
 use invigil_protocol::{AuditKind, Timestamp};
@@ -240,25 +242,23 @@ async fn board_events(conn: &mut SqliteConnection, users: &[&str]) -> Result<Vec
             .position(|c| c.0 != evaluation_id)
             .map_or(concerned.len(), |n| i + n);
         for chunk in concerned[i..end].chunks(MAX_BOUND - 1) {
-            // Numbered: the row's query names the evaluation ?1, and sqlx counts an unnumbered
-            // `?` from the first argument whatever numbers come before it.
             let users = (2..chunk.len() + 2)
-                .map(|n| format!("?{n}"))
+                .map(|n| format!("${n}"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let sql = format!("{ROW_SELECT} WHERE u.id IN ({users})");
-            let mut query = sqlx::query(&sql).persistent(false).bind(&evaluation_id);
-            for (_, _, user_id) in chunk {
-                query = query.bind(user_id);
-            }
-            let mut rows = query
-                .fetch_all(&mut *conn)
+            let sql = format!(
+                "{} WHERE u.id IN ({users})",
+                participants::row_select(Dialect::Sqlite)
+            );
+            let mut args = args![&evaluation_id];
+            args.extend(chunk.iter().map(|(_, _, user_id)| Arg::from(user_id)));
+            let mut rows = Tx::fetch_all(&mut *conn, &sql, args)
                 .await?
                 .iter()
-                .map(participant_row_from)
+                .map(|row| participants::participant_row_from(Dialect::Sqlite, row))
                 .collect::<Result<Vec<_>>>()?;
             // A row carries every part of the board, its integrity summary too.
-            super::integrity::fill(conn, &evaluation_id, None, &mut rows).await?;
+            crate::store::integrity::fill(conn, &evaluation_id, None, &mut rows).await?;
             for row in rows {
                 events.push(Event::Participant(ParticipantEvent {
                     evaluation_id: evaluation_id.clone(),

@@ -1,0 +1,437 @@
+//! The narrow interface every engine implements, so that each contract operation is written once.
+//!
+//! An operation sees a [`Tx`]: fetch rows, execute a statement, lock a user, a participation or
+//! an evaluation. It writes its SQL once, with `$n` placeholders, which both sqlx drivers bind by
+//! number (SQLite accepts `$1` as it accepts `?1`). Values go in as [`Arg`]s and come back out of a
+//! [`Row`] decoded by the engine's own driver, so a column's type is checked as strictly as in
+//! engine-specific code. The few fragments of SQL the engines spell differently are [`Dialect`]'s.
+//!
+//! An [`Engine`] runs operations: in a transaction of its own choosing (SQLite: the writer's next
+//! group commit, PostgreSQL: a pooled transaction run again on a deadlock or a serialization
+//! failure), publishing the events an operation collected once it is committed. Everything else an
+//! engine does is its own: SQLite's writer thread, PostgreSQL's pool, retries, LISTEN/NOTIFY and
+//! node beats, and each engine's group commit of answer saves.
+//!
+//! Locks: on PostgreSQL they are row locks held to the end of the transaction, taken in the same
+//! order by every operation (user, then evaluation, then participation) so that nodes never act
+//! on the same old state; on SQLite they are nothing, because the single writer already runs each
+//! operation's read-check-write inside its own transaction.
+
+use super::{
+    AnswerImport, AnswerRecord, ConnectionChange, Counted, EvaluationEdit, NewAccount, NewAnswer,
+    Session, SignInAttempt,
+};
+use crate::error::{Error, Result};
+use crate::live::event::Event;
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
+use invigil_protocol::{Evaluation, ImportReport, SaveAck, User, UserSummary};
+use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{Postgres, Row as _, Sqlite};
+
+/// A value bound to a placeholder. `None` binds a typed NULL (PostgreSQL needs its type).
+#[derive(Debug, Clone)]
+pub enum Arg {
+    /// Text.
+    Text(Option<String>),
+    /// A 64-bit integer (times, revisions, counts).
+    Int(Option<i64>),
+    /// A boolean (SQLite stores it as 0 or 1).
+    Bool(Option<bool>),
+}
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(Some(v.to_owned()))
+    }
+}
+impl From<&String> for Arg {
+    fn from(v: &String) -> Self {
+        Arg::Text(Some(v.clone()))
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(Some(v))
+    }
+}
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Self {
+        Arg::Text(v.map(str::to_owned))
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Self {
+        Arg::Text(v)
+    }
+}
+impl From<&Option<String>> for Arg {
+    fn from(v: &Option<String>) -> Self {
+        Arg::Text(v.clone())
+    }
+}
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        Arg::Int(v)
+    }
+}
+impl From<bool> for Arg {
+    fn from(v: bool) -> Self {
+        Arg::Bool(Some(v))
+    }
+}
+
+/// The values of a statement's placeholders, `$1` first.
+pub type Args = Vec<Arg>;
+
+/// The arguments of a statement: `args![a, b]` is `vec![Arg::from(a), Arg::from(b)]`.
+macro_rules! args {
+    ($($value:expr),* $(,)?) => {
+        vec![$($crate::store::tx::Arg::from($value)),*]
+    };
+}
+pub(crate) use args;
+
+/// A row fetched by either engine, decoded by that engine's driver.
+pub enum Row {
+    /// From SQLite.
+    Sqlite(SqliteRow),
+    /// From PostgreSQL.
+    Postgres(PgRow),
+}
+
+/// A Rust type both drivers decode a column into.
+pub trait Column:
+    for<'r> sqlx::Decode<'r, Sqlite>
+    + sqlx::Type<Sqlite>
+    + for<'r> sqlx::Decode<'r, Postgres>
+    + sqlx::Type<Postgres>
+{
+}
+
+impl<T> Column for T where
+    T: for<'r> sqlx::Decode<'r, Sqlite>
+        + sqlx::Type<Sqlite>
+        + for<'r> sqlx::Decode<'r, Postgres>
+        + sqlx::Type<Postgres>
+{
+}
+
+impl Row {
+    /// The column `name`, decoded.
+    pub fn get<T: Column>(&self, name: &str) -> Result<T> {
+        Ok(match self {
+            Row::Sqlite(row) => row.try_get(name)?,
+            Row::Postgres(row) => row.try_get(name)?,
+        })
+    }
+
+    /// The first column, decoded (a scalar query's value).
+    pub fn first<T: Column>(&self) -> Result<T> {
+        Ok(match self {
+            Row::Sqlite(row) => row.try_get(0)?,
+            Row::Postgres(row) => row.try_get(0)?,
+        })
+    }
+}
+
+/// A row a transaction locks until it ends.
+#[derive(Debug, Clone, Copy)]
+pub enum Lock<'a> {
+    /// A user (by id): their sign-ins, revocations and connection changes run one at a time.
+    User(&'a str),
+    /// An evaluation (by id): changes to it run one at a time.
+    Evaluation(&'a str),
+    /// A participation (evaluation id, user id), if it exists: saves, submits, blocks and
+    /// unblocks of it run one at a time.
+    Participation(&'a str, &'a str),
+}
+
+/// Which engine a statement runs on, for the few fragments the two spell differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl Dialect {
+    /// A table of the elements of the JSON array of strings bound to `param`, in order, as a
+    /// `FROM` item named `alias` with the columns `value` (the string) and `key` (its position):
+    /// a whole list of ids in one bound value, whatever its length.
+    pub fn json_list(self, param: &str, alias: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_each({param}) AS {alias}"),
+            Dialect::Postgres => format!(
+                "json_array_elements_text(CAST({param} AS json)) WITH ORDINALITY AS {alias} (value, key)"
+            ),
+        }
+    }
+}
+
+/// A transaction (or, for reads, a connection) as operations see it.
+#[async_trait]
+pub trait Tx: Send {
+    /// The engine's dialect.
+    fn dialect(&self) -> Dialect;
+    /// Every row of a query.
+    async fn fetch_all(&mut self, sql: &str, args: Args) -> Result<Vec<Row>>;
+    /// The first row of a query, if any.
+    async fn fetch_optional(&mut self, sql: &str, args: Args) -> Result<Option<Row>>;
+    /// Runs a statement; returns how many rows it changed.
+    async fn execute(&mut self, sql: &str, args: Args) -> Result<u64>;
+    /// Locks a row until the transaction ends (nothing on an engine with one writer).
+    async fn lock(&mut self, what: Lock<'_>) -> Result<()>;
+}
+
+impl dyn Tx + '_ {
+    /// The one row a query must return.
+    pub async fn fetch_one(&mut self, sql: &str, args: Args) -> Result<Row> {
+        self.fetch_optional(sql, args)
+            .await?
+            .ok_or_else(|| Error::internal(format!("a query returned no row: {sql}")))
+    }
+
+    /// The first column of every row.
+    pub async fn scalars<T: Column>(&mut self, sql: &str, args: Args) -> Result<Vec<T>> {
+        self.fetch_all(sql, args)
+            .await?
+            .iter()
+            .map(Row::first)
+            .collect()
+    }
+}
+
+/// The database's error of a failed statement, if that is what failed.
+fn database_error(error: &Error) -> Option<&(dyn sqlx::error::DatabaseError + 'static)> {
+    let Error::Internal(e) = error else {
+        return None;
+    };
+    e.downcast_ref::<sqlx::Error>()
+        .and_then(|e| e.as_database_error())
+}
+
+/// Whether a statement failed on a unique constraint (a name taken, a row inserted twice).
+pub fn is_unique_violation(error: &Error) -> bool {
+    database_error(error).is_some_and(|d| d.is_unique_violation())
+}
+
+/// A deadlock or a serialization failure (PostgreSQL): the transaction can simply run again.
+pub fn is_retryable(error: &Error) -> bool {
+    database_error(error)
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "40001" || code == "40P01")
+}
+
+/// Binds `args` to a query of either driver.
+macro_rules! bind_all {
+    ($query:expr, $args:expr) => {{
+        let mut query = $query;
+        for arg in $args {
+            query = match arg {
+                Arg::Text(v) => query.bind(v),
+                Arg::Int(v) => query.bind(v),
+                Arg::Bool(v) => query.bind(v),
+            };
+        }
+        query
+    }};
+}
+
+#[async_trait]
+impl Tx for SqliteConnection {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    async fn fetch_all(&mut self, sql: &str, args: Args) -> Result<Vec<Row>> {
+        let rows = bind_all!(sqlx::query(sql), args).fetch_all(self).await?;
+        Ok(rows.into_iter().map(Row::Sqlite).collect())
+    }
+
+    async fn fetch_optional(&mut self, sql: &str, args: Args) -> Result<Option<Row>> {
+        let row = bind_all!(sqlx::query(sql), args)
+            .fetch_optional(self)
+            .await?;
+        Ok(row.map(Row::Sqlite))
+    }
+
+    async fn execute(&mut self, sql: &str, args: Args) -> Result<u64> {
+        let done = bind_all!(sqlx::query(sql), args).execute(self).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn lock(&mut self, _what: Lock<'_>) -> Result<()> {
+        // The writer runs one operation at a time inside its transaction: nothing can change
+        // between an operation's read and its write.
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Tx for PgConnection {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn fetch_all(&mut self, sql: &str, args: Args) -> Result<Vec<Row>> {
+        let rows = bind_all!(sqlx::query(sql), args).fetch_all(self).await?;
+        Ok(rows.into_iter().map(Row::Postgres).collect())
+    }
+
+    async fn fetch_optional(&mut self, sql: &str, args: Args) -> Result<Option<Row>> {
+        let row = bind_all!(sqlx::query(sql), args)
+            .fetch_optional(self)
+            .await?;
+        Ok(row.map(Row::Postgres))
+    }
+
+    async fn execute(&mut self, sql: &str, args: Args) -> Result<u64> {
+        let done = bind_all!(sqlx::query(sql), args).execute(self).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn lock(&mut self, what: Lock<'_>) -> Result<()> {
+        // FOR NO KEY UPDATE: it keeps other writers of the row out without blocking the inserts
+        // of rows that refer to it (answers, sessions, audit entries).
+        match what {
+            Lock::User(id) => {
+                self.execute(
+                    "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE",
+                    args![id],
+                )
+                .await?;
+            }
+            Lock::Evaluation(id) => {
+                let found = self
+                    .fetch_optional(
+                        "SELECT 1 FROM evaluations WHERE id = $1 FOR NO KEY UPDATE",
+                        args![id],
+                    )
+                    .await?;
+                if found.is_none() {
+                    return Err(Error::not_found(format!("There is no evaluation `{id}`.")));
+                }
+            }
+            Lock::Participation(evaluation_id, user_id) => {
+                self.execute(
+                    "SELECT 1 FROM participations WHERE evaluation_id = $1 AND user_id = $2
+                     FOR NO KEY UPDATE",
+                    args![evaluation_id, user_id],
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A write operation: it runs in a transaction with its arguments, collecting the events its
+/// commit publishes. A plain function (no captures), so that an engine may run it again.
+pub type Write<A, T> =
+    for<'c> fn(&'c mut dyn Tx, &'c mut Vec<Event>, &'c A) -> BoxFuture<'c, Result<T>>;
+
+/// A read: it runs on a connection of the engine's, seeing committed data.
+pub type Read<A, T> = for<'c> fn(&'c mut dyn Tx, &'c A) -> BoxFuture<'c, Result<T>>;
+
+/// How an engine runs operations, and what is truly its own. The contract's operations are
+/// written once over it: [`crate::store::Store`] is implemented for every engine.
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    /// Runs `op` in a transaction; once it is committed, publishes its events (in commit order)
+    /// and answers. A refusal rolls the operation back, and publishes nothing.
+    async fn write<A, T>(&self, args: A, op: Write<A, T>) -> Result<T>
+    where
+        A: Send + Sync + 'static,
+        T: Send + 'static;
+
+    /// Runs `op` on a connection for reads.
+    async fn read<A, T>(&self, args: &A, op: Read<A, T>) -> Result<T>
+    where
+        A: Send + Sync + ?Sized,
+        T: Send + 'static;
+
+    /// Stores a save durably, or refuses it with the contract's code: each engine groups the
+    /// saves that arrive together into one commit its own way.
+    async fn save_answer(&self, student: &User, answer: NewAnswer) -> Result<SaveAck>;
+
+    /// Notes a student's connection opening or closing: a single node records its hub's
+    /// transitions, a cluster every connection.
+    async fn presence(&self, session: &Session, change: ConnectionChange) -> Result<()>;
+
+    /// See [`crate::store::Store::socket_opened`].
+    async fn socket_opened(&self, _session_id: &str, _node: &str, _connection: u64) -> Result<()> {
+        Ok(())
+    }
+
+    /// See [`crate::store::Store::count_sign_in`].
+    async fn count_sign_in(&self, _attempt: &SignInAttempt<'_>) -> Result<Option<Counted>> {
+        Ok(None)
+    }
+
+    /// See [`crate::store::Store::uncount_sign_in`].
+    async fn uncount_sign_in(&self, _id: i64) -> Result<()> {
+        Ok(())
+    }
+
+    /// See [`crate::store::Store::barrier`].
+    async fn barrier(&self) -> Result<()>;
+
+    /// See [`crate::store::Store::close`].
+    async fn close(&self);
+
+    // Not yet written once: each engine's own copy.
+    /// See [`crate::store::Store::users`].
+    async fn users(&self) -> Result<Vec<UserSummary>>;
+    /// See [`crate::store::Store::create_accounts`].
+    async fn create_accounts(&self, new: Vec<NewAccount>) -> Result<Vec<User>>;
+    /// See [`crate::store::Store::set_password`].
+    async fn set_password(
+        &self,
+        user: &User,
+        password_hash: String,
+        revoke_sessions: bool,
+        actor: &User,
+    ) -> Result<usize>;
+    /// See [`crate::store::Store::edit_evaluation`].
+    async fn edit_evaluation(
+        &self,
+        evaluation_id: &str,
+        edit: EvaluationEdit,
+        actor: &User,
+    ) -> Result<Evaluation>;
+    /// See [`crate::store::Store::answer_records`].
+    async fn answer_records(
+        &self,
+        evaluation_id: &str,
+        student_id: Option<&str>,
+    ) -> Result<Vec<AnswerRecord>>;
+    /// See [`crate::store::Store::import_answers`].
+    async fn import_answers(
+        &self,
+        evaluation_id: &str,
+        import: AnswerImport,
+        actor: &User,
+    ) -> Result<ImportReport>;
+    /// See [`crate::store::Store::set_accommodation`].
+    async fn set_accommodation(
+        &self,
+        evaluation_id: &str,
+        student: &User,
+        exempt: Vec<invigil_protocol::ProctoringSetting>,
+        reason: String,
+        actor: &User,
+    ) -> Result<invigil_protocol::Accommodation>;
+    /// See [`crate::store::Store::accommodations`].
+    async fn accommodations(
+        &self,
+        evaluation_id: &str,
+    ) -> Result<Vec<invigil_protocol::Accommodation>>;
+}
