@@ -338,6 +338,52 @@ pub fn username_taken(username: &str) -> Error {
     Error::conflict(format!("The username `{username}` is already taken."))
 }
 
+/// The refusal of accounts created together, one of whose names is taken: none is created.
+pub fn usernames_taken(username: &str) -> Error {
+    Error::conflict(format!(
+        "The username `{username}` is already taken; nothing was created."
+    ))
+}
+
+/// An evaluation with staff's edit applied. Its questions change only while it is a draft
+/// (`conflict` otherwise, unless they are the questions it already has): a student who started
+/// must never find the questions they answered replaced.
+pub fn edited(before: &Evaluation, edit: &super::EvaluationEdit) -> Result<Evaluation, Error> {
+    let mut after = before.clone();
+    if let Some(questions) = &edit.questions {
+        if *questions != before.questions && before.phase != Phase::Draft {
+            return Err(Error::conflict(format!(
+                "Questions can only be changed while the evaluation is a draft; it is {}. The \
+                 title, the end time and the access mode can still change.",
+                before.phase
+            )));
+        }
+        after.questions = questions.clone();
+    }
+    if let Some(title) = &edit.title {
+        after.title = title.clone();
+    }
+    if let Some(ends_at) = edit.ends_at {
+        after.ends_at = ends_at;
+    }
+    if let Some(access) = edit.access {
+        after.access = access;
+    }
+    if let Some(change) = edit.proctoring {
+        after.proctoring = after.proctoring.apply(change);
+    }
+    Ok(after)
+}
+
+/// The audit sentence of an access mode change.
+pub fn access_mode_detail(from: Access, to: Access) -> String {
+    format!(
+        "The access mode changed from {} to {}.",
+        from.as_str(),
+        to.as_str()
+    )
+}
+
 /// The audit sentence of a phase change.
 pub fn phase_detail(from: Phase, to: Phase) -> String {
     format!("Phase changed from {from} to {to}.")
