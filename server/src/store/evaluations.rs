@@ -235,25 +235,35 @@ pub async fn set_ends_at(
         args![id, ends_at.map(Timestamp::unix_ms)],
     )
     .await?;
-    let detail = rules::ends_at_detail(record.evaluation.ends_at, ends_at);
+    let from = record.evaluation.ends_at;
+    record.evaluation.ends_at = ends_at;
+    events.push(staff_event(&record));
+    ends_at_changed(tx, &record.evaluation, from, actor, events).await?;
+    Ok(record.evaluation)
+}
+
+/// What a new end time (already written) means: an audit entry `ends_at_changed` and
+/// `EVALUATION_UPDATE` `ends_at_changed` to the evaluation's students.
+async fn ends_at_changed(
+    tx: &mut dyn Tx,
+    evaluation: &Evaluation,
+    from: Option<Timestamp>,
+    actor: &User,
+    events: &mut Vec<Event>,
+) -> Result<()> {
+    let detail = rules::ends_at_detail(from, evaluation.ends_at);
     audit(
         tx,
-        id,
+        &evaluation.id,
         AuditKind::EndsAtChanged,
         None,
         Some(&actor.username),
         &detail,
     )
     .await?;
-    record.evaluation.ends_at = ends_at;
-    events.push(staff_event(&record));
-    let audience = audience(tx, &record.evaluation).await?;
-    events.push(update(
-        UpdateReason::EndsAtChanged,
-        &record.evaluation,
-        audience,
-    ));
-    Ok(record.evaluation)
+    let audience = audience(tx, evaluation).await?;
+    events.push(update(UpdateReason::EndsAtChanged, evaluation, audience));
+    Ok(())
 }
 
 /// Replaces the access list; returns the usernames now on it, sorted.
@@ -427,30 +437,12 @@ pub async fn edit(
     record.evaluation = after.clone();
     events.push(staff_event(&record));
     if after.ends_at != before.ends_at {
-        let detail = rules::ends_at_detail(before.ends_at, after.ends_at);
-        audit(
-            tx,
-            id,
-            AuditKind::EndsAtChanged,
-            None,
-            Some(&actor.username),
-            &detail,
-        )
-        .await?;
-        let audience = audience(tx, &after).await?;
-        events.push(update(UpdateReason::EndsAtChanged, &after, audience));
+        ends_at_changed(tx, &after, before.ends_at, actor, events).await?;
     }
     if after.access != before.access {
         let detail = rules::access_mode_detail(before.access, after.access);
-        audit(
-            tx,
-            id,
-            AuditKind::AccessChanged,
-            None,
-            Some(&actor.username),
-            &detail,
-        )
-        .await?;
+        let kind = AuditKind::AccessChanged;
+        audit(tx, id, kind, None, Some(&actor.username), &detail).await?;
         access_mode_events(tx, &record, events).await?;
     }
     if after.proctoring != before.proctoring {
