@@ -539,4 +539,49 @@ mod tests {
             Ok(Join::Start)
         );
     }
+
+    fn evaluation(phase: Phase) -> Evaluation {
+        Evaluation {
+            id: "e1".into(),
+            title: "Midterm".into(),
+            phase,
+            ends_at: None,
+            access: Access::List,
+            owner: "prof".into(),
+            questions: vec![question("q1")],
+            proctoring: Default::default(),
+        }
+    }
+
+    fn question(id: &str) -> invigil_protocol::Question {
+        invigil_protocol::Question {
+            id: id.into(),
+            prompt: "Why?".into(),
+            kind: invigil_protocol::QuestionKind::Text,
+        }
+    }
+
+    #[test]
+    fn questions_change_only_in_draft_and_the_rest_of_an_edit_always_applies() {
+        let new_questions = super::super::EvaluationEdit {
+            questions: Some(vec![question("q2")]),
+            ..Default::default()
+        };
+        let edited_draft = edited(&evaluation(Phase::Draft), &new_questions).unwrap();
+        assert_eq!(edited_draft.questions, vec![question("q2")]);
+        let refused = edited(&evaluation(Phase::InProgress), &new_questions).unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::Conflict);
+
+        let same_questions_and_more = super::super::EvaluationEdit {
+            questions: Some(vec![question("q1")]),
+            title: Some("Final".into()),
+            access: Some(Access::Open),
+            ..Default::default()
+        };
+        let after = edited(&evaluation(Phase::InProgress), &same_questions_and_more).unwrap();
+        assert_eq!(
+            (after.title.as_str(), after.access),
+            ("Final", Access::Open)
+        );
+    }
 }
