@@ -1,15 +1,22 @@
-//! Accommodations in storage, shared by every engine: the proctoring settings one student is
-//! exempt from in one evaluation (a screen reader needs the clipboard, a magnifier a second
-//! display), who granted it and why, and the SQL both engines run on the `accommodations` table
-//! (written with `$n` placeholders, which SQLite binds by number too).
+//! Accommodations, written once for every engine: the proctoring settings one student is exempt
+//! from in one evaluation (a screen reader needs the clipboard, a magnifier a second display),
+//! who granted it and why.
 //!
 //! The reason is staff's: it is kept here and written in the audit log, never sent to the student
 //! nor shown on the board, which only learn *which* settings the student is exempt from (the
 //! participation's and the participant row's `proctoring_exempt`). The student's app applies the
 //! evaluation's other settings.
 
+use super::evaluations;
+use super::participants::{audit, load_participation, participant_row};
+use super::rows::ts;
+use super::tx::{Tx, args};
 use crate::error::{Error, Result};
-use invigil_protocol::{ErrorCode, Phase, ProctoringSetting, SettingSet};
+use crate::live::event::{EvaluationEvent, Event, ParticipantEvent};
+use invigil_protocol::{
+    Access, Accommodation, AuditKind, ErrorCode, ParticipationStatus, Phase, ProctoringSetting,
+    SettingSet, Timestamp, UpdateReason, User,
+};
 
 /// Reads a stored list of exempt settings (JSON); no row is no exemption.
 pub fn parse_exempt(text: Option<&str>) -> Result<SettingSet> {
@@ -50,132 +57,108 @@ pub fn audit_detail(exempt: &[ProctoringSetting], reason: &str) -> String {
     }
 }
 
-/// Stores or replaces an accommodation. Binds: `$1` evaluation, `$2` user id, `$3` exempt
-/// (JSON), `$4` reason, `$5` actor's username, `$6` time (unix ms).
-pub const UPSERT: &str = "INSERT INTO accommodations
-     (evaluation_id, user_id, exempt, reason, actor, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
-     ON CONFLICT (evaluation_id, user_id) DO UPDATE SET exempt = excluded.exempt,
-       reason = excluded.reason, actor = excluded.actor, updated_at = excluded.updated_at";
-
-/// Removes an accommodation: `$1` evaluation, `$2` user id.
-pub const DELETE: &str = "DELETE FROM accommodations WHERE evaluation_id = $1 AND user_id = $2";
-
-/// Every accommodation of an evaluation (`$1`), by username.
-pub const LIST: &str = "SELECT u.username, x.exempt, x.reason, x.actor, x.updated_at
-     FROM accommodations x JOIN users u ON u.id = x.user_id
-     WHERE x.evaluation_id = $1 ORDER BY u.username";
-
-/// A row of [`LIST`]: username, exempt (JSON), reason, actor, time.
-pub type Listed = (String, String, String, String, i64);
-
-/// The engine operations of accommodations, written once: each engine expands this in its own
-/// `accommodations` module, for its connection type, over its own helpers of the same names
-/// (`must_evaluation`, `load_participation`, `participant_row`, `audit`), which run the same
-/// statements there. It defines `set` (store or remove one, in the caller's transaction, with its
-/// audit entry and pushes) and `list`.
-macro_rules! engine_operations {
-    ($conn:ty) => {
-        use super::{audit, load_participation, must_evaluation, participant_row};
-        use invigil_protocol::{
-            Access, Accommodation, AuditKind, ParticipationStatus, ProctoringSetting, Timestamp,
-            UpdateReason, User,
-        };
-        use $crate::error::Result;
-        use $crate::live::event::{EvaluationEvent, Event, ParticipantEvent};
-        use $crate::store::accommodations as rules;
-
-        /// Sets (or, with nothing exempt, removes) a student's accommodation: an audit entry
-        /// `accommodation_changed` saying who and why, `EVALUATION_UPDATE`
-        /// `accommodation_changed` to the student if they can see the evaluation, and their board
-        /// row if they are a participant.
-        async fn set(
-            conn: &mut $conn,
-            events: &mut Vec<Event>,
-            evaluation_id: String,
-            student: User,
-            exempt: Vec<ProctoringSetting>,
-            reason: String,
-            actor: User,
-        ) -> Result<Accommodation> {
-            let record = must_evaluation(conn, &evaluation_id).await?;
-            rules::check_phase(record.evaluation.phase)?;
-            let at = Timestamp::now();
-            if exempt.is_empty() {
-                sqlx::query(rules::DELETE)
-                    .bind(&evaluation_id)
-                    .bind(&student.id)
-                    .execute(&mut *conn)
-                    .await?;
-            } else {
-                sqlx::query(rules::UPSERT)
-                    .bind(&evaluation_id)
-                    .bind(&student.id)
-                    .bind(rules::exempt_json(&exempt)?)
-                    .bind(&reason)
-                    .bind(&actor.username)
-                    .bind(at.unix_ms())
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            audit(
-                conn,
-                &evaluation_id,
-                AuditKind::AccommodationChanged,
-                Some(&student.username),
-                Some(&actor.username),
-                &rules::audit_detail(&exempt, &reason),
-            )
-            .await?;
-            let participation = load_participation(conn, &record.evaluation, &student).await?;
-            let participant = participation.status != ParticipationStatus::NotStarted
-                || (record.evaluation.access == Access::List && participation.access);
-            if participant {
-                let row = participant_row(conn, &evaluation_id, &student.id).await?;
-                events.push(Event::Participant(ParticipantEvent {
-                    evaluation_id: evaluation_id.clone(),
-                    owner_id: record.owner_id.clone(),
-                    row,
-                }));
-            }
-            // A student who cannot see the evaluation must not learn of it this way.
-            if participation.access {
-                events.push(Event::Evaluation(EvaluationEvent::for_student(
-                    UpdateReason::AccommodationChanged,
-                    $crate::store::rules::student_view(record.evaluation),
-                    &student.id,
-                    participation,
-                )));
-            }
-            Ok(Accommodation {
-                username: student.username,
-                exempt,
+/// Sets (or, with nothing exempt, removes) a student's accommodation: an audit entry
+/// `accommodation_changed` saying who and why, `EVALUATION_UPDATE` `accommodation_changed` to the
+/// student if they can see the evaluation, and their board row if they are a participant.
+pub async fn set(
+    tx: &mut dyn Tx,
+    events: &mut Vec<Event>,
+    (evaluation_id, student, exempt, reason, actor): &(
+        String,
+        User,
+        Vec<ProctoringSetting>,
+        String,
+        User,
+    ),
+) -> Result<Accommodation> {
+    let evaluation_id = evaluation_id.as_str();
+    let record = evaluations::must(tx, evaluation_id).await?;
+    check_phase(record.evaluation.phase)?;
+    let at = Timestamp::now();
+    if exempt.is_empty() {
+        tx.execute(
+            "DELETE FROM accommodations WHERE evaluation_id = $1 AND user_id = $2",
+            args![evaluation_id, &student.id],
+        )
+        .await?;
+    } else {
+        tx.execute(
+            "INSERT INTO accommodations
+               (evaluation_id, user_id, exempt, reason, actor, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (evaluation_id, user_id) DO UPDATE SET exempt = excluded.exempt,
+               reason = excluded.reason, actor = excluded.actor, updated_at = excluded.updated_at",
+            args![
+                evaluation_id,
+                &student.id,
+                exempt_json(exempt)?,
                 reason,
-                actor: actor.username,
-                at,
-            })
-        }
-
-        /// Every accommodation of an evaluation, by username.
-        async fn list(conn: &mut $conn, evaluation_id: &str) -> Result<Vec<Accommodation>> {
-            let rows: Vec<rules::Listed> = sqlx::query_as(rules::LIST)
-                .bind(evaluation_id)
-                .fetch_all(&mut *conn)
-                .await?;
-            rows.into_iter()
-                .map(|(username, exempt, reason, actor, at)| {
-                    Ok(Accommodation {
-                        username,
-                        exempt: rules::parse_exempt(Some(&exempt))?.to_vec(),
-                        reason,
-                        actor,
-                        at: $crate::store::rows::ts(at)?,
-                    })
-                })
-                .collect()
-        }
-    };
+                &actor.username,
+                at.unix_ms()
+            ],
+        )
+        .await?;
+    }
+    audit(
+        tx,
+        evaluation_id,
+        AuditKind::AccommodationChanged,
+        Some(&student.username),
+        Some(&actor.username),
+        &audit_detail(exempt, reason),
+    )
+    .await?;
+    let participation = load_participation(tx, &record.evaluation, student).await?;
+    let participant = participation.status != ParticipationStatus::NotStarted
+        || (record.evaluation.access == Access::List && participation.access);
+    if participant {
+        let row = participant_row(tx, evaluation_id, &student.id).await?;
+        events.push(Event::Participant(ParticipantEvent {
+            evaluation_id: evaluation_id.to_owned(),
+            owner_id: record.owner_id.clone(),
+            row,
+        }));
+    }
+    // A student who cannot see the evaluation must not learn of it this way.
+    if participation.access {
+        events.push(Event::Evaluation(EvaluationEvent::for_student(
+            UpdateReason::AccommodationChanged,
+            super::rules::student_view(record.evaluation),
+            &student.id,
+            participation,
+        )));
+    }
+    Ok(Accommodation {
+        username: student.username.clone(),
+        exempt: exempt.clone(),
+        reason: reason.clone(),
+        actor: actor.username.clone(),
+        at,
+    })
 }
-pub(crate) use engine_operations;
+
+/// Every accommodation of an evaluation, by username.
+pub async fn list(tx: &mut dyn Tx, evaluation_id: &str) -> Result<Vec<Accommodation>> {
+    let rows = tx
+        .fetch_all(
+            "SELECT u.username, x.exempt, x.reason, x.actor, x.updated_at
+             FROM accommodations x JOIN users u ON u.id = x.user_id
+             WHERE x.evaluation_id = $1 ORDER BY u.username",
+            args![evaluation_id],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Accommodation {
+                username: r.get("username")?,
+                exempt: parse_exempt(Some(&r.get::<String>("exempt")?))?.to_vec(),
+                reason: r.get("reason")?,
+                actor: r.get("actor")?,
+                at: ts(r.get("updated_at")?)?,
+            })
+        })
+        .collect()
+}
 
 #[cfg(test)]
 mod tests {

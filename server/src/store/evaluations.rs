@@ -1,15 +1,15 @@
 //! Evaluations, written once for every engine: reading them, creating them, and the changes staff
-//! make (phase, end time, access list) with their audit entries and pushes.
+//! make (phase, end time, access list, the console's edits) with their audit entries and pushes.
 
 use super::participants::{audit, load_participation, participant_row};
-use super::rows::{access, opt_ts, phase};
+use super::rows::{access, blocked_reason, opt_ts, phase, status};
 use super::sessions::{USER_COLS, user_from};
 use super::tx::{Dialect, Lock, Tx, args};
-use super::{EvaluationRecord, NewEvaluation, rules};
+use super::{EvaluationEdit, EvaluationRecord, NewEvaluation, rules};
 use crate::error::{Error, Result};
 use crate::live::event::{Audience, EvaluationEvent, Event, ParticipantEvent};
 use invigil_protocol::{
-    Access, AuditKind, Evaluation, Phase, Question, Timestamp, UpdateReason, User,
+    Access, AuditKind, Evaluation, Participation, Phase, Question, Timestamp, UpdateReason, User,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -235,25 +235,35 @@ pub async fn set_ends_at(
         args![id, ends_at.map(Timestamp::unix_ms)],
     )
     .await?;
-    let detail = rules::ends_at_detail(record.evaluation.ends_at, ends_at);
+    let from = record.evaluation.ends_at;
+    record.evaluation.ends_at = ends_at;
+    events.push(staff_event(&record));
+    ends_at_changed(tx, &record.evaluation, from, actor, events).await?;
+    Ok(record.evaluation)
+}
+
+/// What a new end time (already written) means: an audit entry `ends_at_changed` and
+/// `EVALUATION_UPDATE` `ends_at_changed` to the evaluation's students.
+async fn ends_at_changed(
+    tx: &mut dyn Tx,
+    evaluation: &Evaluation,
+    from: Option<Timestamp>,
+    actor: &User,
+    events: &mut Vec<Event>,
+) -> Result<()> {
+    let detail = rules::ends_at_detail(from, evaluation.ends_at);
     audit(
         tx,
-        id,
+        &evaluation.id,
         AuditKind::EndsAtChanged,
         None,
         Some(&actor.username),
         &detail,
     )
     .await?;
-    record.evaluation.ends_at = ends_at;
-    events.push(staff_event(&record));
-    let audience = audience(tx, &record.evaluation).await?;
-    events.push(update(
-        UpdateReason::EndsAtChanged,
-        &record.evaluation,
-        audience,
-    ));
-    Ok(record.evaluation)
+    let audience = audience(tx, evaluation).await?;
+    events.push(update(UpdateReason::EndsAtChanged, evaluation, audience));
+    Ok(())
 }
 
 /// Replaces the access list; returns the usernames now on it, sorted.
@@ -387,4 +397,131 @@ pub async fn access_list(tx: &mut dyn Tx, evaluation_id: &str) -> Result<Vec<Str
         args![evaluation_id],
     )
     .await
+}
+
+/// Changes an evaluation's title, questions (draft only: [`rules::edited`]), end, access mode or
+/// proctoring settings, with an audit entry and a push for each change students see.
+pub async fn edit(
+    tx: &mut dyn Tx,
+    events: &mut Vec<Event>,
+    (id, edit, actor): &(String, EvaluationEdit, User),
+) -> Result<Evaluation> {
+    let id = id.as_str();
+    let dialect = tx.dialect();
+    let mut record = lock(tx, id).await?;
+    rules::check_owner_or_admin(&record.owner_id, actor)?;
+    let before = record.evaluation.clone();
+    let after = rules::edited(&before, edit)?;
+    if after == before {
+        return Ok(before);
+    }
+    let questions = serde_json::to_string(&after.questions).map_err(Error::internal)?;
+    let sql = format!(
+        "UPDATE evaluations SET title = $2, questions = {}, ends_at = $4, access = $5,
+         proctoring = {} WHERE id = $1",
+        json(dialect, "$3"),
+        json(dialect, "$6")
+    );
+    tx.execute(
+        &sql,
+        args![
+            id,
+            &after.title,
+            questions,
+            after.ends_at.map(Timestamp::unix_ms),
+            after.access.as_str(),
+            super::integrity::proctoring_json(&after.proctoring)?
+        ],
+    )
+    .await?;
+    record.evaluation = after.clone();
+    events.push(staff_event(&record));
+    if after.ends_at != before.ends_at {
+        ends_at_changed(tx, &after, before.ends_at, actor, events).await?;
+    }
+    if after.access != before.access {
+        let detail = rules::access_mode_detail(before.access, after.access);
+        let kind = AuditKind::AccessChanged;
+        audit(tx, id, kind, None, Some(&actor.username), &detail).await?;
+        access_mode_events(tx, &record, events).await?;
+    }
+    if after.proctoring != before.proctoring {
+        super::integrity::proctoring_changed(tx, &record, &before, actor, events).await?;
+    }
+    Ok(after)
+}
+
+/// After an access mode change: every student not on the list gains or loses access (their
+/// participations go with the update), and the boards gain or drop the listed students who never
+/// joined (an open evaluation's participants are only those who joined).
+async fn access_mode_events(
+    tx: &mut dyn Tx,
+    record: &EvaluationRecord,
+    events: &mut Vec<Event>,
+) -> Result<()> {
+    let evaluation = &record.evaluation;
+    // One statement for every student not on the list, whatever their number.
+    let unlisted = tx
+        .fetch_all(
+            "SELECT u.id, u.username, p.status, p.blocked_reason,
+               (SELECT x.exempt FROM accommodations x WHERE x.evaluation_id = $1 AND x.user_id = u.id) AS exempt
+             FROM users u
+             LEFT JOIN participations p ON p.evaluation_id = $1 AND p.user_id = u.id
+             WHERE u.role = 'student' AND NOT EXISTS
+               (SELECT 1 FROM access_list a WHERE a.evaluation_id = $1 AND a.user_id = u.id)",
+            args![&evaluation.id],
+        )
+        .await?;
+    let mut changed: HashMap<String, Participation> = HashMap::with_capacity(unlisted.len());
+    for r in &unlisted {
+        changed.insert(
+            r.get("id")?,
+            Participation {
+                evaluation_id: evaluation.id.clone(),
+                username: r.get("username")?,
+                status: status(r.get::<Option<String>>("status")?.as_deref())?,
+                blocked_reason: blocked_reason(
+                    r.get::<Option<String>>("blocked_reason")?.as_deref(),
+                ),
+                access: rules::eligible(evaluation.access, false),
+                proctoring_exempt: super::accommodations::parse_exempt(
+                    r.get::<Option<String>>("exempt")?.as_deref(),
+                )?,
+            },
+        );
+    }
+    events.push(Event::Evaluation(EvaluationEvent::new(
+        UpdateReason::AccessChanged,
+        rules::student_view(evaluation.clone()),
+        Audience::AllStudents,
+        changed,
+    )));
+    let listed_not_joined = tx
+        .fetch_all(
+            "SELECT u.id, u.username FROM access_list a JOIN users u ON u.id = a.user_id
+             WHERE a.evaluation_id = $1 AND NOT EXISTS
+               (SELECT 1 FROM participations p WHERE p.evaluation_id = $1 AND p.user_id = u.id)
+             ORDER BY u.username",
+            args![&evaluation.id],
+        )
+        .await?;
+    for r in &listed_not_joined {
+        let (user_id, username): (String, String) = (r.get("id")?, r.get("username")?);
+        match evaluation.access {
+            Access::List => {
+                let row = participant_row(tx, &evaluation.id, &user_id).await?;
+                events.push(Event::Participant(ParticipantEvent {
+                    evaluation_id: evaluation.id.clone(),
+                    owner_id: record.owner_id.clone(),
+                    row,
+                }));
+            }
+            Access::Open => events.push(Event::ParticipantRemoved {
+                evaluation_id: evaluation.id.clone(),
+                owner_id: record.owner_id.clone(),
+                username,
+            }),
+        }
+    }
+    Ok(())
 }

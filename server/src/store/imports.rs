@@ -165,6 +165,13 @@ pub fn audit_detail(
     )
 }
 
+/// The refusal of a file whose student is not one of this server's.
+pub fn not_a_student(username: &str) -> Error {
+    Error::bad_request(format!(
+        "The file is from `{username}`, who is not a student of this server."
+    ))
+}
+
 /// Why nothing of a student's file could be stored: they never joined.
 pub fn never_joined(username: &str) -> String {
     format!("{username} never joined this evaluation, so no answer of theirs can be stored.")

@@ -12,6 +12,7 @@
 //! contract's section; [`Store`] is implemented once, for every engine. The decisions and the
 //! audit sentences are [`rules`]'s.
 //!
+//! - [`accounts`]: the staff console's accounts: the user list, accounts in bulk, passwords.
 //! - [`sessions`]: accounts, signing in (one session per student, the second-sign-in block),
 //!   session lookups, revocations.
 //! - [`evaluations`]: evaluations, their phase, end time and access list.
@@ -32,6 +33,7 @@
 //!   LISTEN/NOTIFY, presence and node heartbeats in tables.
 
 pub mod accommodations;
+pub mod accounts;
 pub mod answers;
 pub mod evaluations;
 pub mod imports;
@@ -489,11 +491,14 @@ impl<E: Engine> Store for E {
     }
 
     async fn users(&self) -> Result<Vec<UserSummary>> {
-        Engine::users(self).await
+        self.read(&(), |tx, ()| Box::pin(accounts::users(tx))).await
     }
 
     async fn create_accounts(&self, new: Vec<NewAccount>) -> Result<Vec<User>> {
-        Engine::create_accounts(self, new).await
+        self.write(new, |tx, events, new| {
+            Box::pin(accounts::create_accounts(tx, events, new))
+        })
+        .await
     }
 
     async fn set_password(
@@ -501,9 +506,13 @@ impl<E: Engine> Store for E {
         user: &User,
         password_hash: String,
         revoke_sessions: bool,
-        actor: &User,
+        _actor: &User,
     ) -> Result<usize> {
-        Engine::set_password(self, user, password_hash, revoke_sessions, actor).await
+        let args = (user.clone(), password_hash, revoke_sessions);
+        self.write(args, |tx, events, args| {
+            Box::pin(accounts::set_password(tx, events, args))
+        })
+        .await
     }
 
     async fn sign_in(&self, sign_in: SignIn) -> Result<Vec<String>> {
@@ -600,7 +609,11 @@ impl<E: Engine> Store for E {
         edit: EvaluationEdit,
         actor: &User,
     ) -> Result<Evaluation> {
-        Engine::edit_evaluation(self, evaluation_id, edit, actor).await
+        let args = (evaluation_id.to_owned(), edit, actor.clone());
+        self.write(args, |tx, events, args| {
+            Box::pin(evaluations::edit(tx, events, args))
+        })
+        .await
     }
 
     async fn set_ends_at(
@@ -706,7 +719,10 @@ impl<E: Engine> Store for E {
         evaluation_id: &str,
         student_id: Option<&str>,
     ) -> Result<Vec<AnswerRecord>> {
-        Engine::answer_records(self, evaluation_id, student_id).await
+        self.read(&(evaluation_id, student_id), |tx, args| {
+            Box::pin(answers::records(tx, args))
+        })
+        .await
     }
 
     async fn import_answers(
@@ -715,7 +731,11 @@ impl<E: Engine> Store for E {
         import: AnswerImport,
         actor: &User,
     ) -> Result<ImportReport> {
-        Engine::import_answers(self, evaluation_id, import, actor).await
+        let args = (evaluation_id.to_owned(), import, actor.clone());
+        self.write(args, |tx, events, args| {
+            Box::pin(answers::import(tx, events, args))
+        })
+        .await
     }
 
     async fn record_integrity(&self, student: &User, event: IntegrityEvent) -> Result<()> {
@@ -744,14 +764,27 @@ impl<E: Engine> Store for E {
         reason: String,
         actor: &User,
     ) -> Result<invigil_protocol::Accommodation> {
-        Engine::set_accommodation(self, evaluation_id, student, exempt, reason, actor).await
+        let args = (
+            evaluation_id.to_owned(),
+            student.clone(),
+            exempt,
+            reason,
+            actor.clone(),
+        );
+        self.write(args, |tx, events, args| {
+            Box::pin(accommodations::set(tx, events, args))
+        })
+        .await
     }
 
     async fn accommodations(
         &self,
         evaluation_id: &str,
     ) -> Result<Vec<invigil_protocol::Accommodation>> {
-        Engine::accommodations(self, evaluation_id).await
+        self.read(evaluation_id, |tx, id| {
+            Box::pin(accommodations::list(tx, id))
+        })
+        .await
     }
 
     async fn socket_opened(&self, session_id: &str, node: &str, connection: u64) -> Result<()> {

@@ -37,23 +37,17 @@
 //! Lateness is judged by the database's clock when a save arrives (its group's transaction's
 //! start), not the node's: nodes whose clocks disagree still judge one save alike.
 
-use super::evaluations::{audience, lock as lock_evaluation, must as must_evaluation};
-use super::participants::{audit, board_events, load_participation, participant_row};
+use super::participants::{audit, board_events, participant_row};
 use super::rules;
-use super::sessions::{USER_COLS, revoke, sitting};
+use super::sessions::sitting;
 use super::tx::{Lock, Read, Tx, Write};
-use super::{
-    AnswerImport, AnswerRecord, ConnectionChange, Counted, EvaluationEdit, NewAccount, NewAnswer,
-    Presence, Session, SignInAttempt,
-};
+use super::{ConnectionChange, Counted, NewAnswer, Presence, Session, SignInAttempt};
 use crate::error::{Error, Result};
 use crate::live::event::{Barrier, Bus, Event};
 use anyhow::Context as _;
 use async_trait::async_trait;
-use invigil_protocol::{
-    AuditKind, Evaluation, ImportReport, Role, SaveAck, Timestamp, User, UserSummary,
-};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions, PgRow};
+use invigil_protocol::{AuditKind, Role, SaveAck, Timestamp, User};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
@@ -142,8 +136,6 @@ macro_rules! atomically {
     }};
 }
 
-mod accommodations;
-mod console;
 mod feed;
 mod saves;
 mod throttle;
@@ -573,36 +565,11 @@ async fn sweep_op(conn: &mut PgConnection, events: &mut Vec<Event>, me: &str) ->
 
 // ---- what the engine's own modules share with the operations ------------------------------------
 
-/// A user read by sqlx with [`USER_COLS`] (the console's statements still read rows themselves).
-fn user_from(row: &PgRow) -> Result<User> {
-    use sqlx::Row as _;
-    Ok(User {
-        id: row.try_get("id")?,
-        username: row.try_get("username")?,
-        display_name: row.try_get("display_name")?,
-        role: super::rows::role(row.try_get("role")?)?,
-    })
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .is_some_and(|d| d.is_unique_violation())
-}
-
 /// The user, locked until the end of the transaction: a user's sign-ins, revocations and
 /// connection changes run one at a time across every node.
 async fn lock_user(conn: &mut PgConnection, user_id: &str) -> Result<Option<User>> {
     Tx::lock(conn, Lock::User(user_id)).await?;
     super::sessions::user_by_id(conn, user_id).await
-}
-
-/// A student's participation row, locked until the end of the transaction (when there is one).
-async fn lock_participation(
-    conn: &mut PgConnection,
-    evaluation_id: &str,
-    user_id: &str,
-) -> Result<()> {
-    Tx::lock(conn, Lock::Participation(evaluation_id, user_id)).await
 }
 
 /// The live presence rows of a user: connections of sessions that are not revoked, on nodes whose
@@ -753,72 +720,6 @@ impl super::tx::Engine for PostgresStore {
 
     async fn save_answer(&self, student: &User, answer: NewAnswer) -> Result<SaveAck> {
         self.saves.save(student, answer).await
-    }
-
-    async fn users(&self) -> Result<Vec<UserSummary>> {
-        self.console_users().await
-    }
-
-    async fn create_accounts(&self, new: Vec<NewAccount>) -> Result<Vec<User>> {
-        self.console_create_accounts(&new).await
-    }
-
-    async fn set_password(
-        &self,
-        user: &User,
-        password_hash: String,
-        revoke_sessions: bool,
-        _actor: &User,
-    ) -> Result<usize> {
-        self.console_set_password(user, &password_hash, revoke_sessions)
-            .await
-    }
-
-    async fn edit_evaluation(
-        &self,
-        evaluation_id: &str,
-        edit: EvaluationEdit,
-        actor: &User,
-    ) -> Result<Evaluation> {
-        self.console_edit_evaluation(evaluation_id, &edit, actor)
-            .await
-    }
-
-    async fn answer_records(
-        &self,
-        evaluation_id: &str,
-        student_id: Option<&str>,
-    ) -> Result<Vec<AnswerRecord>> {
-        self.console_answer_records(evaluation_id, student_id).await
-    }
-
-    async fn import_answers(
-        &self,
-        evaluation_id: &str,
-        import: AnswerImport,
-        actor: &User,
-    ) -> Result<ImportReport> {
-        self.console_import_answers(evaluation_id, &import, actor)
-            .await
-    }
-
-    async fn set_accommodation(
-        &self,
-        evaluation_id: &str,
-        student: &User,
-        exempt: Vec<invigil_protocol::ProctoringSetting>,
-        reason: String,
-        actor: &User,
-    ) -> Result<invigil_protocol::Accommodation> {
-        self.accommodation_set(evaluation_id, student, exempt, reason, actor)
-            .await
-    }
-
-    async fn accommodations(
-        &self,
-        evaluation_id: &str,
-    ) -> Result<Vec<invigil_protocol::Accommodation>> {
-        self.accommodation_list(evaluation_id).await
     }
 
     async fn count_sign_in(&self, attempt: &SignInAttempt<'_>) -> Result<Option<Counted>> {

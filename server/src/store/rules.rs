@@ -338,6 +338,52 @@ pub fn username_taken(username: &str) -> Error {
     Error::conflict(format!("The username `{username}` is already taken."))
 }
 
+/// The refusal of accounts created together, one of whose names is taken: none is created.
+pub fn usernames_taken(username: &str) -> Error {
+    Error::conflict(format!(
+        "The username `{username}` is already taken; nothing was created."
+    ))
+}
+
+/// An evaluation with staff's edit applied. Its questions change only while it is a draft
+/// (`conflict` otherwise, unless they are the questions it already has): a student who started
+/// must never find the questions they answered replaced.
+pub fn edited(before: &Evaluation, edit: &super::EvaluationEdit) -> Result<Evaluation, Error> {
+    let mut after = before.clone();
+    if let Some(questions) = &edit.questions {
+        if *questions != before.questions && before.phase != Phase::Draft {
+            return Err(Error::conflict(format!(
+                "Questions can only be changed while the evaluation is a draft; it is {}. The \
+                 title, the end time and the access mode can still change.",
+                before.phase
+            )));
+        }
+        after.questions = questions.clone();
+    }
+    if let Some(title) = &edit.title {
+        after.title = title.clone();
+    }
+    if let Some(ends_at) = edit.ends_at {
+        after.ends_at = ends_at;
+    }
+    if let Some(access) = edit.access {
+        after.access = access;
+    }
+    if let Some(change) = edit.proctoring {
+        after.proctoring = after.proctoring.apply(change);
+    }
+    Ok(after)
+}
+
+/// The audit sentence of an access mode change.
+pub fn access_mode_detail(from: Access, to: Access) -> String {
+    format!(
+        "The access mode changed from {} to {}.",
+        from.as_str(),
+        to.as_str()
+    )
+}
+
 /// The audit sentence of a phase change.
 pub fn phase_detail(from: Phase, to: Phase) -> String {
     format!("Phase changed from {from} to {to}.")
@@ -491,6 +537,51 @@ mod tests {
         assert_eq!(
             code(decide_join(true, Phase::InProgress, NotStarted)),
             Ok(Join::Start)
+        );
+    }
+
+    fn evaluation(phase: Phase) -> Evaluation {
+        Evaluation {
+            id: "e1".into(),
+            title: "Midterm".into(),
+            phase,
+            ends_at: None,
+            access: Access::List,
+            owner: "prof".into(),
+            questions: vec![question("q1")],
+            proctoring: Default::default(),
+        }
+    }
+
+    fn question(id: &str) -> invigil_protocol::Question {
+        invigil_protocol::Question {
+            id: id.into(),
+            prompt: "Why?".into(),
+            kind: invigil_protocol::QuestionKind::Text,
+        }
+    }
+
+    #[test]
+    fn questions_change_only_in_draft_and_the_rest_of_an_edit_always_applies() {
+        let new_questions = super::super::EvaluationEdit {
+            questions: Some(vec![question("q2")]),
+            ..Default::default()
+        };
+        let edited_draft = edited(&evaluation(Phase::Draft), &new_questions).unwrap();
+        assert_eq!(edited_draft.questions, vec![question("q2")]);
+        let refused = edited(&evaluation(Phase::InProgress), &new_questions).unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::Conflict);
+
+        let same_questions_and_more = super::super::EvaluationEdit {
+            questions: Some(vec![question("q1")]),
+            title: Some("Final".into()),
+            access: Some(Access::Open),
+            ..Default::default()
+        };
+        let after = edited(&evaluation(Phase::InProgress), &same_questions_and_more).unwrap();
+        assert_eq!(
+            (after.title.as_str(), after.access),
+            ("Final", Access::Open)
         );
     }
 }

@@ -6,25 +6,18 @@
 //! runs inside its own savepoint, so a refusal or a failure undoes that operation alone. After the
 //! commit the writer publishes the operations' events in commit order, then answers the callers.
 
-use super::evaluations::{audience, must as must_evaluation};
-use super::participants::{audit, load_participation, participant_row};
-use super::rules;
-use super::sessions::{USER_COLS, revoke};
+use super::participants::{audit, participant_row};
 use super::tx::{Engine, Read, Write};
-use super::{
-    AnswerImport, AnswerRecord, ConnectionChange, EvaluationEdit, EvaluationRecord, NewAccount,
-    NewAnswer, Session,
-};
+use super::{ConnectionChange, NewAnswer, Session};
 use crate::error::{Error, Result};
 use crate::live::event::{Bus, Event};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
-use invigil_protocol::{Evaluation, ImportReport, Role, SaveAck, User, UserSummary};
+use invigil_protocol::{Role, SaveAck, User};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, SqlitePool};
 use std::panic::AssertUnwindSafe;
@@ -32,8 +25,6 @@ use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-mod accommodations;
-mod console;
 mod presence;
 mod saves;
 
@@ -318,28 +309,6 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut Vec<Op>, bus: &Bus) 
     }
 }
 
-// ---- what the engine's own modules share with the operations ------------------------------------
-
-/// A user read by sqlx with [`USER_COLS`] (the console's statements still read rows themselves).
-fn user_from(row: &SqliteRow) -> Result<User> {
-    use sqlx::Row as _;
-    Ok(User {
-        id: row.try_get("id")?,
-        username: row.try_get("username")?,
-        display_name: row.try_get("display_name")?,
-        role: super::rows::role(row.try_get("role")?)?,
-    })
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .is_some_and(|d| d.is_unique_violation())
-}
-
-fn check_owner_or_admin(record: &EvaluationRecord, actor: &User) -> Result<()> {
-    rules::check_owner_or_admin(&record.owner_id, actor)
-}
-
 #[async_trait]
 impl Engine for SqliteStore {
     async fn write<A, T>(&self, args: A, op: Write<A, T>) -> Result<T>
@@ -395,72 +364,6 @@ impl Engine for SqliteStore {
         recorded
             .await
             .map_err(|_| Error::internal("the database writer failed before committing"))?
-    }
-
-    async fn users(&self) -> Result<Vec<UserSummary>> {
-        self.console_users().await
-    }
-
-    async fn create_accounts(&self, new: Vec<NewAccount>) -> Result<Vec<User>> {
-        self.console_create_accounts(new).await
-    }
-
-    async fn set_password(
-        &self,
-        user: &User,
-        password_hash: String,
-        revoke_sessions: bool,
-        _actor: &User,
-    ) -> Result<usize> {
-        self.console_set_password(user, password_hash, revoke_sessions)
-            .await
-    }
-
-    async fn edit_evaluation(
-        &self,
-        evaluation_id: &str,
-        edit: EvaluationEdit,
-        actor: &User,
-    ) -> Result<Evaluation> {
-        self.console_edit_evaluation(evaluation_id, edit, actor)
-            .await
-    }
-
-    async fn answer_records(
-        &self,
-        evaluation_id: &str,
-        student_id: Option<&str>,
-    ) -> Result<Vec<AnswerRecord>> {
-        self.console_answer_records(evaluation_id, student_id).await
-    }
-
-    async fn import_answers(
-        &self,
-        evaluation_id: &str,
-        import: AnswerImport,
-        actor: &User,
-    ) -> Result<ImportReport> {
-        self.console_import_answers(evaluation_id, import, actor)
-            .await
-    }
-
-    async fn set_accommodation(
-        &self,
-        evaluation_id: &str,
-        student: &User,
-        exempt: Vec<invigil_protocol::ProctoringSetting>,
-        reason: String,
-        actor: &User,
-    ) -> Result<invigil_protocol::Accommodation> {
-        self.accommodation_set(evaluation_id, student, exempt, reason, actor)
-            .await
-    }
-
-    async fn accommodations(
-        &self,
-        evaluation_id: &str,
-    ) -> Result<Vec<invigil_protocol::Accommodation>> {
-        self.accommodation_list(evaluation_id).await
     }
 
     /// The writer publishes a commit's events before it answers, but the hub routes them a

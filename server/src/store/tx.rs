@@ -17,15 +17,12 @@
 //! on the same old state; on SQLite they are nothing, because the single writer already runs each
 //! operation's read-check-write inside its own transaction.
 
-use super::{
-    AnswerImport, AnswerRecord, ConnectionChange, Counted, EvaluationEdit, NewAccount, NewAnswer,
-    Session, SignInAttempt,
-};
+use super::{ConnectionChange, Counted, NewAnswer, Session, SignInAttempt};
 use crate::error::{Error, Result};
 use crate::live::event::Event;
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
-use invigil_protocol::{Evaluation, ImportReport, SaveAck, User, UserSummary};
+use invigil_protocol::{SaveAck, User};
 use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Postgres, Row as _, Sqlite};
@@ -39,6 +36,8 @@ pub enum Arg {
     Int(Option<i64>),
     /// A boolean (SQLite stores it as 0 or 1).
     Bool(Option<bool>),
+    /// Bytes (content digests).
+    Bytes(Option<Vec<u8>>),
 }
 
 impl From<&str> for Arg {
@@ -84,6 +83,11 @@ impl From<Option<i64>> for Arg {
 impl From<bool> for Arg {
     fn from(v: bool) -> Self {
         Arg::Bool(Some(v))
+    }
+}
+impl From<&[u8]> for Arg {
+    fn from(v: &[u8]) -> Self {
+        Arg::Bytes(Some(v.to_vec()))
     }
 }
 
@@ -239,6 +243,7 @@ macro_rules! bind_all {
                 Arg::Text(v) => query.bind(v),
                 Arg::Int(v) => query.bind(v),
                 Arg::Bool(v) => query.bind(v),
+                Arg::Bytes(v) => query.bind(v),
             };
         }
         query
@@ -386,52 +391,4 @@ pub trait Engine: Send + Sync + 'static {
 
     /// See [`crate::store::Store::close`].
     async fn close(&self);
-
-    // Not yet written once: each engine's own copy.
-    /// See [`crate::store::Store::users`].
-    async fn users(&self) -> Result<Vec<UserSummary>>;
-    /// See [`crate::store::Store::create_accounts`].
-    async fn create_accounts(&self, new: Vec<NewAccount>) -> Result<Vec<User>>;
-    /// See [`crate::store::Store::set_password`].
-    async fn set_password(
-        &self,
-        user: &User,
-        password_hash: String,
-        revoke_sessions: bool,
-        actor: &User,
-    ) -> Result<usize>;
-    /// See [`crate::store::Store::edit_evaluation`].
-    async fn edit_evaluation(
-        &self,
-        evaluation_id: &str,
-        edit: EvaluationEdit,
-        actor: &User,
-    ) -> Result<Evaluation>;
-    /// See [`crate::store::Store::answer_records`].
-    async fn answer_records(
-        &self,
-        evaluation_id: &str,
-        student_id: Option<&str>,
-    ) -> Result<Vec<AnswerRecord>>;
-    /// See [`crate::store::Store::import_answers`].
-    async fn import_answers(
-        &self,
-        evaluation_id: &str,
-        import: AnswerImport,
-        actor: &User,
-    ) -> Result<ImportReport>;
-    /// See [`crate::store::Store::set_accommodation`].
-    async fn set_accommodation(
-        &self,
-        evaluation_id: &str,
-        student: &User,
-        exempt: Vec<invigil_protocol::ProctoringSetting>,
-        reason: String,
-        actor: &User,
-    ) -> Result<invigil_protocol::Accommodation>;
-    /// See [`crate::store::Store::accommodations`].
-    async fn accommodations(
-        &self,
-        evaluation_id: &str,
-    ) -> Result<Vec<invigil_protocol::Accommodation>>;
 }
