@@ -39,6 +39,8 @@ pub enum Arg {
     Int(Option<i64>),
     /// A boolean (SQLite stores it as 0 or 1).
     Bool(Option<bool>),
+    /// Bytes (content digests).
+    Bytes(Option<Vec<u8>>),
 }
 
 impl From<&str> for Arg {
@@ -79,6 +81,11 @@ impl From<i64> for Arg {
 impl From<Option<i64>> for Arg {
     fn from(v: Option<i64>) -> Self {
         Arg::Int(v)
+    }
+}
+impl From<&[u8]> for Arg {
+    fn from(v: &[u8]) -> Self {
+        Arg::Bytes(Some(v.to_vec()))
     }
 }
 impl From<bool> for Arg {
@@ -239,6 +246,7 @@ macro_rules! bind_all {
                 Arg::Text(v) => query.bind(v),
                 Arg::Int(v) => query.bind(v),
                 Arg::Bool(v) => query.bind(v),
+                Arg::Bytes(v) => query.bind(v),
             };
         }
         query
