@@ -42,6 +42,7 @@ pub mod participants;
 pub mod postgres;
 pub mod rows;
 pub mod rules;
+pub mod saves;
 pub mod sessions;
 pub mod sqlite;
 pub mod tx;

@@ -80,6 +80,11 @@ impl From<Option<i64>> for Arg {
         Arg::Int(v)
     }
 }
+impl From<&[u8]> for Arg {
+    fn from(v: &[u8]) -> Self {
+        Arg::Bytes(Some(v.to_vec()))
+    }
+}
 impl From<bool> for Arg {
     fn from(v: bool) -> Self {
         Arg::Bool(Some(v))

@@ -15,43 +15,39 @@
 //!    committed before them), with the database's clock at the transaction's start: the arrival
 //!    time of every save of the group, by which it is judged late on every node alike;
 //! 3. each save is judged in order by [`rules`], against the stored answer as the saves before it
-//!    in the group left it, exactly as the same saves one by one would be;
-//! 4. the new revisions are written with one statement per round (a round holds at most one
-//!    revision of each answer, so a student's two revisions of one answer are applied in order);
-//!    late ones are audited with one statement.
+//!    in the group left it, exactly as the same saves one by one would be, and the new revisions
+//!    and the late ones' audit entries are written with SQLite's statements ([`shared::store`]:
+//!    one per round, a round holding at most one revision of each answer, so that a student's
+//!    two revisions of one answer are applied in order, and one for the audit entries).
 //!
 //! A group that meets a deadlock or a serialization failure runs again whole, judged by its first
 //! arrival time. A group that fails otherwise is stored again save by save, so that the one save
 //! the database refuses gets the error it would have had alone and the others still commit.
 
-use super::{ARRIVED_MS, Engine, participant_row};
+use super::{ARRIVED_MS, Engine};
 use crate::error::{Error, Result};
-use crate::live::event::{Event, ParticipantEvent};
+use crate::live::event::Event;
 use crate::store::NewAnswer;
-use crate::store::rows::{access, opt_ts, phase, status, stored};
-use crate::store::rules::{self, Digest, OnTimeAction, SaveDecision, Stored};
-use invigil_protocol::{Access, AuditKind, RejectCode, SaveAck, Timestamp, User};
-use sqlx::Row;
+use crate::store::rows::{access, opt_ts, phase};
+use crate::store::rules;
+use crate::store::saves::{self as shared, Prior, Target};
+use crate::store::tx::Row;
+use invigil_protocol::{SaveAck, Timestamp, User};
+use sqlx::Row as _;
 use sqlx::postgres::PgConnection;
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub(super) use shared::SaveJob;
+
 /// Queues (and so transactions at once) per node. One would leave the database idle while its
 /// group commits; a few let one group's round trips overlap another's and its commit's flush.
 pub(super) const SHARDS: usize = 4;
 /// At most this many saves share one transaction.
 pub(super) const MAX_BATCH: usize = 1024;
-
-/// A save waiting for its group.
-pub(super) struct SaveJob {
-    pub(super) student: User,
-    pub(super) answer: NewAnswer,
-    pub(super) done: oneshot::Sender<Result<SaveAck>>,
-}
 
 /// The node's save queues.
 ///
@@ -167,35 +163,6 @@ async fn store(engine: &Engine, jobs: &[SaveJob]) -> Result<Vec<Result<SaveAck>>
     atomically!(engine, |conn, events| apply(conn, events, jobs, &arrived))
 }
 
-/// What decides one save, as the group found it.
-struct Prior {
-    /// `None` when the evaluation does not exist.
-    evaluation: Option<EvaluationState>,
-    on_list: bool,
-    has_question: bool,
-    status: Option<String>,
-    stored: Option<Stored>,
-}
-
-struct EvaluationState {
-    /// Whether a save arriving now is late.
-    late: bool,
-    access: Access,
-    owner_id: String,
-}
-
-/// A new revision to write.
-struct NewRevision {
-    /// Its save's index in the group.
-    index: usize,
-    late: bool,
-    /// `None` for a first answer to the question (inserted); else what becomes of the kept on-time
-    /// revision (0 clear, 1 keep the stored one, 2 leave it as it is).
-    on_time: Option<i32>,
-    /// The how-manyth write of its answer in the group.
-    round: usize,
-}
-
 async fn apply(
     conn: &mut PgConnection,
     events: &mut Vec<Event>,
@@ -206,90 +173,9 @@ async fn apply(
     let (arrived_ms, priors) = priors(conn, jobs, arrived).await?;
     let now = Timestamp::from_unix_ms(arrived_ms)
         .ok_or_else(|| Error::internal("the database's clock is out of range"))?;
-    let digests: Vec<Digest> = jobs.iter().map(|j| Digest::of(&j.answer.content)).collect();
-    // What is stored for each answer as the saves before left it, and how often it was written.
-    let mut current: HashMap<(&str, &str, &str), (Option<Stored>, usize)> = HashMap::new();
-    let mut results = Vec::with_capacity(jobs.len());
-    let mut writes = Vec::new();
-    // Participants whose board row changes (a first answer, or late becoming on time or back).
-    let mut changed: Vec<(&str, &str, &str)> = Vec::new();
-    for (index, (job, prior)) in jobs.iter().zip(&priors).enumerate() {
-        let answer = &job.answer;
-        let Some(evaluation) = &prior.evaluation else {
-            results.push(Err(Error::not_found(format!(
-                "There is no evaluation `{}`.",
-                answer.evaluation_id
-            ))));
-            continue;
-        };
-        let eligible = rules::eligible(evaluation.access, prior.on_list);
-        let status = status(prior.status.as_deref())?;
-        if let Err(code) = rules::check_save(eligible, prior.has_question, status) {
-            results.push(Err(rules::reject_error(code)));
-            continue;
-        }
-        let key = (
-            answer.evaluation_id.as_str(),
-            job.student.id.as_str(),
-            answer.question_id.as_str(),
-        );
-        let (stored, written) = *current.entry(key).or_insert((prior.stored, 0));
-        let revision = answer.revision.get();
-        let digest = digests[index];
-        let late = evaluation.late;
-        match rules::decide_save(stored, revision, digest, late) {
-            SaveDecision::Conflict => {
-                results.push(Err(rules::reject_error(RejectCode::Conflict)));
-                continue;
-            }
-            SaveDecision::Keep { revision, late } => {
-                results.push(Ok(ack(answer, revision, late)));
-                continue;
-            }
-            SaveDecision::Write { late, on_time } => {
-                let on_time = stored.map(|_| match on_time {
-                    OnTimeAction::Clear => 0,
-                    OnTimeAction::KeepStored => 1,
-                    OnTimeAction::Unchanged => 2,
-                });
-                writes.push(NewRevision {
-                    index,
-                    late,
-                    on_time,
-                    round: written,
-                });
-                let now_stored = Stored {
-                    revision,
-                    late,
-                    digest,
-                };
-                current.insert(key, (Some(now_stored), written + 1));
-                let pair = (key.0, key.1, evaluation.owner_id.as_str());
-                if stored.is_none_or(|s| s.late != late) && !changed.contains(&pair) {
-                    changed.push(pair);
-                }
-                results.push(Ok(ack(answer, revision, late)));
-            }
-        }
-    }
-    write(conn, jobs, &digests, &writes, now).await?;
-    audit_late(conn, jobs, &writes).await?;
-    for (evaluation_id, user_id, owner_id) in changed {
-        events.push(Event::Participant(ParticipantEvent {
-            evaluation_id: evaluation_id.to_owned(),
-            owner_id: owner_id.to_owned(),
-            row: participant_row(conn, evaluation_id, user_id).await?,
-        }));
-    }
+    let (results, stored_events) = shared::store(conn, jobs, &priors, now).await?;
+    events.extend(stored_events);
     Ok(results)
-}
-
-fn ack(answer: &NewAnswer, revision: u64, late: bool) -> SaveAck {
-    SaveAck {
-        question_id: answer.question_id.clone(),
-        revision,
-        late,
-    }
 }
 
 /// Locks the group's participations until the commit, in key order.
@@ -350,7 +236,7 @@ async fn priors(
     let now = Timestamp::from_unix_ms(arrived_ms)
         .ok_or_else(|| Error::internal("the database's clock is out of range"))?;
     let mut priors = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         let found: bool = row.try_get("found")?;
         let evaluation = if found {
             let late = rules::is_late(
@@ -358,115 +244,21 @@ async fn priors(
                 opt_ts(row.try_get("ends_at")?)?,
                 now,
             );
-            Some(EvaluationState {
+            Some(Target {
                 late,
                 owner_id: row.try_get("owner_id")?,
                 access: access(row.try_get("access")?),
+                has_question: row.try_get("has_question")?,
             })
         } else {
             None
         };
-        priors.push(Prior {
-            evaluation,
-            on_list: row.try_get("on_list")?,
-            has_question: row.try_get("has_question")?,
-            status: row.try_get("status")?,
-            stored: stored(
-                row.try_get("revision")?,
-                row.try_get("late")?,
-                row.try_get("content_sha256")?,
-                row.try_get("legacy_content")?,
-            )?,
-        });
+        priors.push(Prior::from_row(&Row::Postgres(row), evaluation)?);
     }
     if priors.len() != jobs.len() {
         return Err(incomplete());
     }
     Ok((arrived_ms, priors))
-}
-
-/// Writes the new revisions, one statement per round. The kept on-time revision follows the
-/// action [`rules::decide_save`] chose for each.
-async fn write(
-    conn: &mut PgConnection,
-    jobs: &[SaveJob],
-    digests: &[Digest],
-    writes: &[NewRevision],
-    now: Timestamp,
-) -> Result<()> {
-    let rounds = writes.iter().map(|w| w.round + 1).max().unwrap_or(0);
-    for round in 0..rounds {
-        let these: Vec<(&SaveJob, &NewRevision)> = writes
-            .iter()
-            .filter(|w| w.round == round)
-            .map(|w| (&jobs[w.index], w))
-            .collect();
-        sqlx::query(
-            "WITH r AS (
-               SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[],
-                                    $6::BOOLEAN[], $7::INT[], $8::BYTEA[])
-                 AS r(eid, uid, qid, revision, content, late, on_time, sha)
-             ), updated AS (
-               UPDATE answers a SET
-                 on_time_revision = CASE r.on_time WHEN 1 THEN a.revision WHEN 2 THEN a.on_time_revision END,
-                 on_time_content = CASE r.on_time WHEN 1 THEN a.content WHEN 2 THEN a.on_time_content END,
-                 on_time_saved_at = CASE r.on_time WHEN 1 THEN a.saved_at WHEN 2 THEN a.on_time_saved_at END,
-                 revision = r.revision, content = r.content, saved_at = $9, late = r.late,
-                 source = NULL, content_sha256 = r.sha
-               FROM r
-               WHERE r.on_time IS NOT NULL AND a.evaluation_id = r.eid AND a.user_id = r.uid
-                 AND a.question_id = r.qid AND a.revision < r.revision
-             )
-             INSERT INTO answers (evaluation_id, user_id, question_id, revision, content, saved_at, late, content_sha256)
-             SELECT eid, uid, qid, revision, content, $9, late, sha FROM r WHERE r.on_time IS NULL",
-        )
-        .bind(these.iter().map(|(j, _)| j.answer.evaluation_id.as_str()).collect::<Vec<_>>())
-        .bind(these.iter().map(|(j, _)| j.student.id.as_str()).collect::<Vec<_>>())
-        .bind(these.iter().map(|(j, _)| j.answer.question_id.as_str()).collect::<Vec<_>>())
-        .bind(these.iter().map(|(j, _)| j.answer.revision.get() as i64).collect::<Vec<_>>())
-        .bind(these.iter().map(|(j, _)| j.answer.content.as_str()).collect::<Vec<_>>())
-        .bind(these.iter().map(|(_, w)| w.late).collect::<Vec<_>>())
-        .bind(these.iter().map(|(_, w)| w.on_time).collect::<Vec<_>>())
-        .bind(these.iter().map(|(_, w)| digests[w.index].as_bytes()).collect::<Vec<_>>())
-        .bind(now.unix_ms())
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
-
-/// One audit entry per late revision written, in the order of the saves.
-async fn audit_late(
-    conn: &mut PgConnection,
-    jobs: &[SaveJob],
-    writes: &[NewRevision],
-) -> Result<()> {
-    let late: Vec<&SaveJob> = writes
-        .iter()
-        .filter(|w| w.late)
-        .map(|w| &jobs[w.index])
-        .collect();
-    if late.is_empty() {
-        return Ok(());
-    }
-    let details: Vec<String> = late
-        .iter()
-        .map(|j| rules::late_answer_detail(&j.answer.question_id, j.answer.revision.get()))
-        .collect();
-    sqlx::query(
-        "INSERT INTO audit (evaluation_id, at, kind, username, actor, detail)
-         SELECT eid, $4, $5, username, NULL, detail
-         FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[]) WITH ORDINALITY AS l(eid, username, detail, idx)
-         ORDER BY idx",
-    )
-    .bind(late.iter().map(|j| j.answer.evaluation_id.as_str()).collect::<Vec<_>>())
-    .bind(late.iter().map(|j| j.student.username.as_str()).collect::<Vec<_>>())
-    .bind(details)
-    .bind(Timestamp::now().unix_ms())
-    .bind(AuditKind::LateAnswer.as_str())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -477,9 +269,10 @@ mod tests {
     use super::*;
     use crate::domain::Revision;
     use crate::live::event::Bus;
+    use crate::store::Store;
     use crate::store::postgres::{NOW_MS, PostgresStore};
-    use crate::store::{NewAccount, NewEvaluation, Store};
-    use invigil_protocol::{ErrorCode, Phase, Proctoring, Question, QuestionKind, Role};
+    use crate::store::saves::testing::{self, job};
+    use invigil_protocol::ErrorCode;
     use sqlx::Connection as _;
     use std::time::Duration;
 
@@ -538,51 +331,9 @@ mod tests {
         let store = PostgresStore::open(&format!("{server}/{name}"), bus, Duration::from_secs(5))
             .await
             .expect("the node opens");
-        let account = |username: &str, role| NewAccount {
-            id: uuid::Uuid::new_v4().to_string(),
-            username: username.to_owned(),
-            display_name: username.to_owned(),
-            role,
-            password_hash: "unused".to_owned(),
-        };
-        let professor = store
-            .create_account(account("prof", Role::Professor))
-            .await
-            .unwrap();
-        let alice = store
-            .create_account(account("alice", Role::Student))
-            .await
-            .unwrap();
-        let bob = store
-            .create_account(account("bob", Role::Student))
-            .await
-            .unwrap();
-        let question = |id: &str| Question {
-            id: id.to_owned(),
-            prompt: format!("Question {id}"),
-            kind: QuestionKind::Text,
-        };
-        let evaluation = store
-            .create_evaluation(
-                &professor,
-                NewEvaluation {
-                    id: "e1".to_owned(),
-                    title: "Groups".to_owned(),
-                    questions: vec![question("q1"), question("q2")],
-                    ends_at: None,
-                    access: invigil_protocol::Access::Open,
-                    proctoring: Proctoring::default(),
-                },
-            )
-            .await
-            .unwrap()
-            .id;
-        store
-            .set_phase(&evaluation, Phase::InProgress, &professor)
-            .await
-            .unwrap();
-        store.join(&evaluation, &alice).await.unwrap();
-        store.join(&evaluation, &bob).await.unwrap();
+        let sitting = testing::sitting(&store, &["alice", "bob"]).await;
+        let [alice, bob] = <[User; 2]>::try_from(sitting.students).unwrap();
+        let (professor, evaluation) = (sitting.professor, sitting.evaluation);
         Some(Node {
             store,
             professor,
@@ -591,28 +342,6 @@ mod tests {
             evaluation,
             _database: database,
         })
-    }
-
-    /// A save and where its answer will come.
-    fn job(
-        student: &User,
-        evaluation: &str,
-        question: &str,
-        revision: u64,
-        content: &str,
-    ) -> (SaveJob, oneshot::Receiver<Result<SaveAck>>) {
-        let (done, answered) = oneshot::channel();
-        let job = SaveJob {
-            student: student.clone(),
-            answer: NewAnswer {
-                evaluation_id: evaluation.to_owned(),
-                question_id: question.to_owned(),
-                revision: Revision::new(revision).unwrap(),
-                content: content.to_owned(),
-            },
-            done,
-        };
-        (job, answered)
     }
 
     /// Runs `saves` as one group; each one's answer, in order.
@@ -781,17 +510,8 @@ mod tests {
         // The first late revision kept the on-time one; the second left it as it was.
         let kept = answer.on_time.expect("the on-time revision is kept");
         assert_eq!((kept.revision, kept.content.as_str()), (1, "on time"));
-        let lates: Vec<String> = node
-            .store
-            .audit(&node.evaluation)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.kind == AuditKind::LateAnswer)
-            .map(|e| e.detail)
-            .collect();
         assert_eq!(
-            lates,
+            testing::late_details(&node.store, &node.evaluation).await,
             [
                 rules::late_answer_detail("q1", 2),
                 rules::late_answer_detail("q1", 3)

@@ -1,31 +1,34 @@
 //! Answer saves in bulk: a run of consecutive saves in the writer's batch is read with two
-//! queries and written with one statement, inside the batch's transaction.
+//! queries, then judged and written by [`shared::store`] (a statement per round of new
+//! revisions, usually one), inside the batch's transaction.
 //!
 //! Every statement costs a round trip to sqlx's SQLite worker thread, two thread wake-ups that
 //! dwarf SQLite's own work: a save done alone (a savepoint, its read, its write, the release)
 //! spent four, which held the server near 15,000 acknowledgements a second whatever the group
 //! commit saved. The decisions are the contract's, taken in order by the same rules as a single
-//! save ([`rules::check_save`], [`rules::is_late`], [`rules::decide_save`]), against the stored
-//! state as each earlier save of the run left it; so a run gives exactly the answers and the rows
-//! that the same saves one by one would.
+//! save, against the stored state as each earlier save of the run left it; so a run gives
+//! exactly the answers and the rows that the same saves one by one would.
 
-use super::{Completion, audit, participant_row, repeated, savepoint, settle};
+use super::{Completion, repeated, savepoint, settle};
 use crate::error::{Error, Result};
-use crate::live::event::{Event, ParticipantEvent};
-use crate::store::NewAnswer;
-use crate::store::rows::{access, opt_ts, phase, status, stored};
-use crate::store::rules::{self, Digest, SaveDecision, Stored};
+use crate::live::event::Event;
+use crate::store::rows::{access, opt_ts, phase};
+use crate::store::rules;
+use crate::store::saves::{self as shared, Prior, Target};
+use crate::store::tx::Row;
 use futures_util::future::BoxFuture;
-use invigil_protocol::{Access, AuditKind, Phase, Question, SaveAck, Timestamp, User};
-use sqlx::Row;
+use invigil_protocol::{Access, Phase, Question, SaveAck, Timestamp};
+use sqlx::Row as _;
 use sqlx::sqlite::SqliteConnection;
 use std::collections::{HashMap, HashSet};
 use tokio::sync::oneshot;
 
-/// Rows per statement, largest first. A run is cut into pieces of these sizes so that every
-/// statement is one of a few, prepared once and cached: preparing a statement of a thousand rows
-/// anew for every batch took a fifth of the writer's time. (SQLite takes at most 32,766 bound
-/// values; a written answer binds 8.)
+pub(super) use shared::SaveJob;
+
+/// Rows per read, largest first. A run is cut into pieces of these sizes so that every statement
+/// is one of a few, prepared once and cached: preparing a statement of a thousand rows anew for
+/// every batch took a fifth of the writer's time. (SQLite takes at most 32,766 bound values; a
+/// save's prior binds 4.)
 const PIECES: [usize; 5] = [256, 64, 16, 4, 1];
 
 /// Cuts `items` into consecutive pieces of the sizes of [`PIECES`], largest first.
@@ -41,13 +44,6 @@ fn pieces<T>(mut items: &[T]) -> Vec<&[T]> {
     out
 }
 
-/// A save waiting for the writer.
-pub(super) struct SaveJob {
-    pub(super) student: User,
-    pub(super) answer: NewAnswer,
-    pub(super) done: oneshot::Sender<Result<SaveAck>>,
-}
-
 /// What the saves of one evaluation are judged against.
 struct EvaluationState {
     phase: Phase,
@@ -55,13 +51,6 @@ struct EvaluationState {
     access: Access,
     owner_id: String,
     questions: HashSet<String>,
-}
-
-/// What is stored for one save's student and question.
-struct Prior {
-    on_list: bool,
-    status: Option<String>,
-    stored: Option<Stored>,
 }
 
 /// Runs `saves` in order; one completion each, in the same order. A failure of the database
@@ -129,105 +118,16 @@ fn completion(
     }
 }
 
-/// Judges and writes the run; each save's result, and the events of the whole run.
+/// Reads what decides the run, then judges and stores it ([`crate::store::saves::store`]);
+/// each save's result, and the events of the whole run.
 async fn apply(
     conn: &mut SqliteConnection,
     saves: &[SaveJob],
 ) -> Result<(Vec<Result<SaveAck>>, Vec<Event>)> {
     let evaluations = evaluations(conn, saves).await?;
-    let priors = priors(conn, saves).await?;
     let now = Timestamp::now();
-    // What is stored for each (evaluation, student, question) as the saves before left it.
-    let mut current: HashMap<(&str, &str, &str), Option<Stored>> = HashMap::new();
-    let mut results = Vec::with_capacity(saves.len());
-    let digests: Vec<Digest> = saves
-        .iter()
-        .map(|s| Digest::of(&s.answer.content))
-        .collect();
-    let mut writes: Vec<(usize, bool)> = Vec::new();
-    // Participants whose board row changes (a first answer, or late becoming on time or back).
-    let mut changed: Vec<(&str, &str, &str)> = Vec::new();
-    for (i, (save, prior)) in saves.iter().zip(priors).enumerate() {
-        let answer = &save.answer;
-        let Some(evaluation) = evaluations.get(answer.evaluation_id.as_str()) else {
-            results.push(Err(Error::not_found(format!(
-                "There is no evaluation `{}`.",
-                answer.evaluation_id
-            ))));
-            continue;
-        };
-        let eligible = rules::eligible(evaluation.access, prior.on_list);
-        let has_question = evaluation.questions.contains(&answer.question_id);
-        let status = status(prior.status.as_deref())?;
-        if let Err(code) = rules::check_save(eligible, has_question, status) {
-            results.push(Err(rules::reject_error(code)));
-            continue;
-        }
-        let late = rules::is_late(evaluation.phase, evaluation.ends_at, now);
-        let key = (
-            answer.evaluation_id.as_str(),
-            save.student.id.as_str(),
-            answer.question_id.as_str(),
-        );
-        let stored = *current.entry(key).or_insert(prior.stored);
-        let revision = answer.revision.get();
-        let digest = digests[i];
-        let (revision, late) = match rules::decide_save(stored, revision, digest, late) {
-            SaveDecision::Conflict => {
-                results.push(Err(rules::reject_error(
-                    invigil_protocol::RejectCode::Conflict,
-                )));
-                continue;
-            }
-            SaveDecision::Keep { revision, late } => (revision, late),
-            SaveDecision::Write { late, .. } => {
-                writes.push((i, late));
-                current.insert(
-                    key,
-                    Some(Stored {
-                        revision,
-                        late,
-                        digest,
-                    }),
-                );
-                let pair = (key.0, key.1, evaluation.owner_id.as_str());
-                if stored.is_none_or(|s| s.late != late) && !changed.contains(&pair) {
-                    changed.push(pair);
-                }
-                (revision, late)
-            }
-        };
-        results.push(Ok(SaveAck {
-            question_id: answer.question_id.clone(),
-            revision,
-            late,
-        }));
-    }
-    write(conn, saves, &digests, &writes, now).await?;
-    for &(i, late) in &writes {
-        if late {
-            let (save, answer) = (&saves[i], &saves[i].answer);
-            let detail = rules::late_answer_detail(&answer.question_id, answer.revision.get());
-            audit(
-                conn,
-                &answer.evaluation_id,
-                AuditKind::LateAnswer,
-                Some(&save.student.username),
-                None,
-                &detail,
-            )
-            .await?;
-        }
-    }
-    let mut events = Vec::with_capacity(changed.len());
-    for (evaluation_id, user_id, owner_id) in changed {
-        events.push(Event::Participant(ParticipantEvent {
-            evaluation_id: evaluation_id.to_owned(),
-            owner_id: owner_id.to_owned(),
-            row: participant_row(conn, evaluation_id, user_id).await?,
-        }));
-    }
-    Ok((results, events))
+    let priors = priors(conn, saves, &evaluations, now).await?;
+    shared::store(conn, saves, &priors, now).await
 }
 
 /// The evaluations the saves name, with their question ids.
@@ -275,9 +175,15 @@ async fn evaluations<'s>(
     Ok(found)
 }
 
-/// For every save, in order: whether its student is on the access list, their participation's
-/// status, and what is stored for the question, as the batch found them.
-async fn priors(conn: &mut SqliteConnection, saves: &[SaveJob]) -> Result<Vec<Prior>> {
+/// For every save, in order: its evaluation as a save at `now` is judged against, whether its
+/// student is on the access list, their participation's status, and what is stored for the
+/// question, as the batch found them.
+async fn priors(
+    conn: &mut SqliteConnection,
+    saves: &[SaveJob],
+    evaluations: &HashMap<&str, EvaluationState>,
+    now: Timestamp,
+) -> Result<Vec<Prior>> {
     let mut priors = Vec::with_capacity(saves.len());
     for chunk in pieces(saves) {
         let values = repeated("(?, ?, ?, ?)", chunk.len());
@@ -300,18 +206,17 @@ async fn priors(conn: &mut SqliteConnection, saves: &[SaveJob]) -> Result<Vec<Pr
                 .bind(&save.student.id)
                 .bind(&save.answer.question_id);
         }
-        for row in query.fetch_all(&mut *conn).await? {
-            let stored = stored(
-                row.try_get("revision")?,
-                row.try_get("late")?,
-                row.try_get("content_sha256")?,
-                row.try_get("legacy_content")?,
-            )?;
-            priors.push(Prior {
-                on_list: row.try_get("on_list")?,
-                status: row.try_get("status")?,
-                stored,
-            });
+        for (row, save) in query.fetch_all(&mut *conn).await?.into_iter().zip(chunk) {
+            let answer = &save.answer;
+            let evaluation = evaluations
+                .get(answer.evaluation_id.as_str())
+                .map(|e| Target {
+                    late: rules::is_late(e.phase, e.ends_at, now),
+                    access: e.access,
+                    owner_id: e.owner_id.clone(),
+                    has_question: e.questions.contains(&answer.question_id),
+                });
+            priors.push(Prior::from_row(&Row::Sqlite(row), evaluation)?);
         }
     }
     if priors.len() != saves.len() {
@@ -322,51 +227,162 @@ async fn priors(conn: &mut SqliteConnection, saves: &[SaveJob]) -> Result<Vec<Pr
     Ok(priors)
 }
 
-/// Writes the saves that store a new revision, in order. The kept on-time revision follows the
-/// late rule of [`rules::decide_save`], from the new save's lateness and the stored one's: an
-/// on-time save clears it; a late one over an on-time one keeps that one; a late one over a late
-/// one leaves it as it was. Two saves of one answer in one statement are applied in order.
-async fn write(
-    conn: &mut SqliteConnection,
-    saves: &[SaveJob],
-    digests: &[Digest],
-    writes: &[(usize, bool)],
-    now: Timestamp,
-) -> Result<()> {
-    for chunk in pieces(writes) {
-        let values = repeated("(?, ?, ?, ?, ?, ?, ?, ?)", chunk.len());
-        let sql = format!(
-            "INSERT INTO answers (evaluation_id, user_id, question_id, revision, content, saved_at, late, content_sha256)
-             VALUES {values}
-             ON CONFLICT (evaluation_id, user_id, question_id) DO UPDATE SET
-               on_time_revision = CASE WHEN excluded.late = 0 THEN NULL WHEN answers.late = 1 THEN answers.on_time_revision ELSE answers.revision END,
-               on_time_content = CASE WHEN excluded.late = 0 THEN NULL WHEN answers.late = 1 THEN answers.on_time_content ELSE answers.content END,
-               on_time_saved_at = CASE WHEN excluded.late = 0 THEN NULL WHEN answers.late = 1 THEN answers.on_time_saved_at ELSE answers.saved_at END,
-               revision = excluded.revision, content = excluded.content,
-               saved_at = excluded.saved_at, late = excluded.late, source = NULL,
-               content_sha256 = excluded.content_sha256"
-        );
-        let mut query = sqlx::query(&sql);
-        for &(i, late) in chunk {
-            let (save, answer) = (&saves[i], &saves[i].answer);
-            query = query
-                .bind(&answer.evaluation_id)
-                .bind(&save.student.id)
-                .bind(&answer.question_id)
-                .bind(answer.revision.get() as i64)
-                .bind(&answer.content)
-                .bind(now.unix_ms())
-                .bind(late)
-                .bind(digests[i].as_bytes());
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::live::event::Bus;
+    use crate::store::Store;
+    use crate::store::saves::testing::{self, job};
+    use crate::store::sqlite::SqliteStore;
+    use invigil_protocol::{Answer, User};
+    use sqlx::ConnectOptions as _;
+    use sqlx::sqlite::SqliteConnectOptions;
+    use std::str::FromStr as _;
+
+    /// A database with an evaluation running and one student in it, and a connection of the
+    /// test's own to run saves on as the writer runs them (the store's writer stays idle between
+    /// the test's calls, so each run is exactly the saves given, in one savepoint).
+    struct Exam {
+        store: SqliteStore,
+        conn: SqliteConnection,
+        professor: User,
+        alice: User,
+        evaluation: String,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn exam() -> Exam {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("invigil.db");
+        let path = path.to_str().unwrap();
+        let (bus, _events) = Bus::new();
+        let store = SqliteStore::open(path, bus).await.unwrap();
+        let conn = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+            .unwrap()
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(30))
+            .connect()
+            .await
+            .unwrap();
+        let sitting = testing::sitting(&store, &["alice"]).await;
+        Exam {
+            store,
+            conn,
+            professor: sitting.professor,
+            alice: sitting.students[0].clone(),
+            evaluation: sitting.evaluation,
+            _dir: dir,
+        }
+    }
+
+    impl Exam {
+        /// Runs these revisions of alice's answer to q1 as one run of the writer's; each one's
+        /// revision and lateness as acknowledged.
+        async fn run(&mut self, saves: &[(u64, &str)]) -> Vec<(u64, bool)> {
+            let (jobs, answers): (Vec<_>, Vec<_>) = saves
+                .iter()
+                .map(|&(revision, content)| {
+                    job(&self.alice, &self.evaluation, "q1", revision, content)
+                })
+                .unzip();
+            for completion in run(&mut self.conn, jobs).await {
+                (completion.done)(Ok(()));
+            }
+            let mut acks = Vec::new();
+            for answer in answers {
+                let ack = answer.await.unwrap().unwrap();
+                acks.push((ack.revision, ack.late));
+            }
+            acks
+        }
+
+        /// Moves the end to `offset_ms` from now.
+        async fn end_in(&self, offset_ms: i64) {
+            let end = Timestamp::from_unix_ms(Timestamp::now().unix_ms() + offset_ms).unwrap();
+            self.store
+                .set_ends_at(&self.evaluation, Some(end), &self.professor)
+                .await
+                .unwrap();
+        }
+
+        async fn stored(&self) -> Answer {
+            let answers = self
+                .store
+                .answers(&self.evaluation, &self.alice.id)
+                .await
+                .unwrap();
+            answers.into_iter().find(|a| a.question_id == "q1").unwrap()
+        }
+    }
+
+    /// The revision and content kept on time, if any.
+    fn kept(answer: &Answer) -> Option<(u64, &str)> {
+        answer
+            .on_time
+            .as_ref()
+            .map(|kept| (kept.revision, kept.content.as_str()))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runs_keep_the_on_time_revision_as_the_rules_say() {
+        let mut exam = exam().await;
+        assert_eq!(exam.run(&[(1, "on time")]).await, [(1, false)]);
+        let on_time = exam.stored().await;
+        exam.end_in(-60_000).await;
+
+        // On time, then late: the on-time revision is kept beside the late one.
+        assert_eq!(exam.run(&[(2, "late 2")]).await, [(2, true)]);
+        let answer = exam.stored().await;
+        assert_eq!((answer.revision, answer.late), (2, true));
+        assert_eq!(kept(&answer), Some((1, "on time")));
+        let kept_at = answer.on_time.as_ref().unwrap().saved_at;
+        assert_eq!(kept_at, on_time.saved_at);
+
+        // Late, then late: the kept revision is left as it was.
+        assert_eq!(exam.run(&[(3, "late 3")]).await, [(3, true)]);
+        let answer = exam.stored().await;
+        assert_eq!((answer.revision, answer.late), (3, true));
+        assert_eq!(kept(&answer), Some((1, "on time")));
+
+        // Late, then on time once the end has moved: nothing is kept any more.
+        exam.end_in(3_600_000).await;
+        assert_eq!(exam.run(&[(4, "on time again")]).await, [(4, false)]);
+        let answer = exam.stored().await;
+        assert_eq!((answer.revision, answer.late), (4, false));
+        assert_eq!(kept(&answer), None);
+
+        // Each late revision is audited, once.
+        let lates = testing::late_details(&exam.store, &exam.evaluation).await;
+        assert_eq!(lates, [2, 3].map(|r| rules::late_answer_detail("q1", r)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn saves_of_one_answer_in_one_run_are_applied_in_order() {
+        let mut exam = exam().await;
+        // A first answer and a newer revision of it, in one run.
+        assert_eq!(
+            exam.run(&[(1, "first"), (2, "on time")]).await,
+            [(1, false), (2, false)]
+        );
+        let answer = exam.stored().await;
+        assert_eq!((answer.revision, answer.content.as_str()), (2, "on time"));
+        assert_eq!(kept(&answer), None);
+
+        // After the end, two late revisions in one run: the first keeps revision 2 (as stored
+        // before the run), the second leaves that as the first left it.
+        exam.end_in(-60_000).await;
+        assert_eq!(
+            exam.run(&[(3, "late 3"), (4, "late 4"), (4, "late 4")])
+                .await,
+            [(3, true), (4, true), (4, true)]
+        );
+        let answer = exam.stored().await;
+        assert_eq!(
+            (answer.revision, answer.content.as_str(), answer.late),
+            (4, "late 4", true)
+        );
+        assert_eq!(kept(&answer), Some((2, "on time")));
+    }
 
     #[test]
     fn a_run_is_cut_into_pieces_of_the_cached_sizes_in_order() {
