@@ -21,6 +21,7 @@
 //!               conn (welcome, snapshot, events, heartbeats), ws, sse
 //! store/        the storage interface, its rules, and the SQLite engine (group commit)
 //! domain        values parsed at the edge (Username, Revision, questions)
+//! memory        freed memory handed back to the system after a burst (malloc_trim)
 //! metrics       Prometheus metrics at /metrics
 //! demo          --demo accounts and evaluation
 //! error         the one error type, rendered as the contract's error body
@@ -43,6 +44,7 @@ pub mod error;
 pub mod files;
 pub mod http;
 pub mod live;
+pub mod memory;
 pub mod metrics;
 pub mod server;
 pub mod store;

@@ -111,6 +111,7 @@ pub async fn run(
             }
         }
     });
+    tokio::spawn(crate::memory::give_back_freed(token.clone()));
     let scraped = metrics_listener.map(|listener| {
         tracing::info!(address = ?listener.local_addr().ok(), "serving /metrics without authentication");
         tokio::spawn(transport::serve(

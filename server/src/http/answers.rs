@@ -4,7 +4,7 @@ use super::evaluations::{eligible, owned, student};
 use super::{ApiJson, Routes, openapi};
 use crate::app::AppState;
 use crate::auth::Caller;
-use crate::domain::{Revision, check_content};
+use crate::domain::{Revision, check_content, loggable};
 use crate::error::{Error, Result};
 use crate::store::NewAnswer;
 use axum::Json;
@@ -41,7 +41,7 @@ pub fn routes() -> Routes {
         openapi::Blocked
     )
 )]
-#[tracing::instrument(skip_all, fields(evaluation_id = %id, question_id = %question_id, user = %caller.user().username))]
+#[tracing::instrument(skip_all, fields(evaluation_id = %loggable(&id), question_id = %loggable(&question_id), user = %caller.user().username))]
 pub(crate) async fn save(
     State(state): State<AppState>,
     caller: Caller,

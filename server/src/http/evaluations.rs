@@ -209,7 +209,7 @@ pub(crate) async fn read(
         openapi::TooLarge
     )
 )]
-#[tracing::instrument(skip_all, fields(evaluation_id = %id, phase = %body.phase))]
+#[tracing::instrument(skip_all, fields(evaluation_id = %domain::loggable(&id), phase = %body.phase))]
 pub(crate) async fn set_phase(
     State(state): State<AppState>,
     caller: Caller,
@@ -244,7 +244,7 @@ pub(crate) async fn set_phase(
         openapi::TooLarge
     )
 )]
-#[tracing::instrument(skip_all, fields(evaluation_id = %id))]
+#[tracing::instrument(skip_all, fields(evaluation_id = %domain::loggable(&id)))]
 pub(crate) async fn set_ends_at(
     State(state): State<AppState>,
     caller: Caller,
@@ -275,7 +275,7 @@ pub(crate) async fn set_ends_at(
         openapi::TooLarge
     )
 )]
-#[tracing::instrument(skip_all, fields(evaluation_id = %id, students = body.students.len()))]
+#[tracing::instrument(skip_all, fields(evaluation_id = %domain::loggable(&id), students = body.students.len()))]
 pub(crate) async fn set_access(
     State(state): State<AppState>,
     caller: Caller,
@@ -355,7 +355,7 @@ pub(crate) async fn read_access(
         openapi::Blocked
     )
 )]
-#[tracing::instrument(skip_all, fields(evaluation_id = %id, user = %caller.user().username))]
+#[tracing::instrument(skip_all, fields(evaluation_id = %domain::loggable(&id), user = %caller.user().username))]
 pub(crate) async fn join(
     State(state): State<AppState>,
     caller: Caller,
@@ -380,7 +380,7 @@ pub(crate) async fn join(
         openapi::Blocked
     )
 )]
-#[tracing::instrument(skip_all, fields(evaluation_id = %id, user = %caller.user().username))]
+#[tracing::instrument(skip_all, fields(evaluation_id = %domain::loggable(&id), user = %caller.user().username))]
 pub(crate) async fn submit(
     State(state): State<AppState>,
     caller: Caller,
@@ -442,7 +442,7 @@ pub(crate) async fn participants(
         openapi::TooLarge
     )
 )]
-#[tracing::instrument(skip_all, fields(evaluation_id = %id, username = %username))]
+#[tracing::instrument(skip_all, fields(evaluation_id = %domain::loggable(&id), username = %domain::loggable(&username)))]
 pub(crate) async fn unblock(
     State(state): State<AppState>,
     caller: Caller,
@@ -450,6 +450,15 @@ pub(crate) async fn unblock(
     ApiJson(body): ApiJson<Unblock>,
 ) -> Result<Json<Participation>> {
     owned(&state, &caller, &id).await?;
+    // A name no account can have takes part in nothing. Answered here, so that the store's
+    // message never echoes a path of any length, and a byte PostgreSQL cannot take (NUL) is
+    // not a 500.
+    if domain::Username::parse(&username).is_err() {
+        return Err(Error::not_found(format!(
+            "No student `{}` takes part in this evaluation.",
+            domain::loggable(&username)
+        )));
+    }
     let note = body.note.map(|n| n.chars().take(1000).collect());
     let participation = state
         .store
@@ -506,7 +515,7 @@ pub(crate) async fn audit(
         openapi::TooLarge
     )
 )]
-#[tracing::instrument(skip_all, fields(evaluation_id = %id))]
+#[tracing::instrument(skip_all, fields(evaluation_id = %domain::loggable(&id)))]
 pub(crate) async fn edit(
     State(state): State<AppState>,
     caller: Caller,

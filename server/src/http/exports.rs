@@ -6,7 +6,7 @@ use super::evaluations::owned;
 use super::{ApiBytes, Routes, openapi};
 use crate::app::AppState;
 use crate::auth::Caller;
-use crate::domain::OverrideReason;
+use crate::domain::{OverrideReason, loggable};
 use crate::error::{Error, Result};
 use crate::files::{self, AuditFilter};
 use axum::Json;
@@ -68,7 +68,7 @@ fn csv_download(name: &str, body: String) -> Result<Response> {
         openapi::NoEvaluation
     )
 )]
-#[tracing::instrument(skip_all, fields(evaluation_id = %id))]
+#[tracing::instrument(skip_all, fields(evaluation_id = %loggable(&id)))]
 pub(crate) async fn answers_csv(
     State(state): State<AppState>,
     caller: Caller,
@@ -97,7 +97,7 @@ pub(crate) async fn answers_csv(
         openapi::NoEvaluation
     )
 )]
-#[tracing::instrument(skip_all, fields(evaluation_id = %id))]
+#[tracing::instrument(skip_all, fields(evaluation_id = %loggable(&id)))]
 pub(crate) async fn audit_csv(
     State(state): State<AppState>,
     caller: Caller,
@@ -147,7 +147,7 @@ pub(crate) struct ImportQuery {
         openapi::TooLarge
     )
 )]
-#[tracing::instrument(skip_all, fields(evaluation_id = %id, bytes = body.len()))]
+#[tracing::instrument(skip_all, fields(evaluation_id = %loggable(&id), bytes = body.len()))]
 pub(crate) async fn import_answers(
     State(state): State<AppState>,
     caller: Caller,

@@ -62,7 +62,7 @@ pub async fn report(state: &AppState, user: &User, event: IntegrityEvent) -> Res
         openapi::TooLarge
     )
 )]
-#[tracing::instrument(skip_all, fields(evaluation_id = %id, user = %caller.user().username))]
+#[tracing::instrument(skip_all, fields(evaluation_id = %domain::loggable(&id), user = %caller.user().username))]
 pub(crate) async fn record(
     State(state): State<AppState>,
     caller: Caller,
@@ -102,7 +102,7 @@ pub(crate) struct Whose {
         (status = 404, description = "`not_found`: no such evaluation, or no such student", body = invigil_protocol::ErrorBody)
     )
 )]
-#[tracing::instrument(skip_all, fields(evaluation_id = %id))]
+#[tracing::instrument(skip_all, fields(evaluation_id = %domain::loggable(&id)))]
 pub(crate) async fn timeline(
     State(state): State<AppState>,
     caller: Caller,
@@ -141,7 +141,7 @@ pub(crate) async fn timeline(
         openapi::TooLarge
     )
 )]
-#[tracing::instrument(skip_all, fields(evaluation_id = %id, username = %domain::loggable(&username)))]
+#[tracing::instrument(skip_all, fields(evaluation_id = %domain::loggable(&id), username = %domain::loggable(&username)))]
 pub(crate) async fn set_accommodation(
     State(state): State<AppState>,
     caller: Caller,

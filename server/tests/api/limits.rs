@@ -233,6 +233,29 @@ async fn a_username_over_64_characters_or_empty_is_refused_before_anything_else(
     let (status, _, _) = sign_in(&app, &app.http, &sixty_four, "wrong", &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "64 characters is a name");
     assert!(!app.log().contains(&marker), "the name is not logged");
+    // Names in a path too (the unblock route): one no account can have is 404, neither echoed
+    // nor logged whole, even with a NUL, which PostgreSQL cannot compare (a failure there would
+    // be logged with the request's fields).
+    let prof = app.professor("prof").await;
+    let evaluation = app.evaluation(&prof, json!({})).await;
+    let in_path = "U".repeat(65);
+    for name in [
+        format!("{in_path}{}", "y".repeat(16 * 1024)),
+        format!("{in_path}%00"),
+    ] {
+        let path = format!(
+            "/api/evaluations/{}/participants/{name}/unblock",
+            evaluation.id
+        );
+        let (status, body) = app.post(&prof, &path, json!({})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(code(&body), "not_found");
+        assert!(body.to_string().len() < 1000, "the answer does not echo it");
+    }
+    assert!(
+        !app.log().contains(&in_path),
+        "the name in the path is not logged"
+    );
 }
 
 #[tokio::test]
