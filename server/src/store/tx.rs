@@ -90,11 +90,6 @@ impl From<bool> for Arg {
         Arg::Bool(Some(v))
     }
 }
-impl From<&[u8]> for Arg {
-    fn from(v: &[u8]) -> Self {
-        Arg::Bytes(Some(v.to_vec()))
-    }
-}
 
 /// The values of a statement's placeholders, `$1` first.
 pub type Args = Vec<Arg>;
