@@ -37,7 +37,7 @@
 //! Lateness is judged by the database's clock when a save arrives (its group's transaction's
 //! start), not the node's: nodes whose clocks disagree still judge one save alike.
 
-use super::participants::{audit, board_events, participant_row};
+use super::participants::{audit, board_events};
 use super::rules;
 use super::sessions::sitting;
 use super::tx::{Lock, Read, Tx, Write};

@@ -6,7 +6,6 @@
 //! runs inside its own savepoint, so a refusal or a failure undoes that operation alone. After the
 //! commit the writer publishes the operations' events in commit order, then answers the callers.
 
-use super::participants::{audit, participant_row};
 use super::tx::{Engine, Read, Write};
 use super::{ConnectionChange, NewAnswer, Session};
 use crate::error::{Error, Result};
