@@ -72,7 +72,9 @@ pub async fn set(
     ),
 ) -> Result<Accommodation> {
     let evaluation_id = evaluation_id.as_str();
-    let record = evaluations::must(tx, evaluation_id).await?;
+    // Locked: a finish committing at the same moment on another node must not slip past the
+    // phase check.
+    let record = evaluations::lock(tx, evaluation_id).await?;
     check_phase(record.evaluation.phase)?;
     let at = Timestamp::now();
     if exempt.is_empty() {
