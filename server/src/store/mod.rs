@@ -444,22 +444,16 @@ pub trait Store: Send + Sync + 'static {
     /// ([`crate::live::event::Event::SocketOpened`]), so that an older socket of the session on
     /// another node closes with 4002. A single-node engine has nothing to do: the hub replaces
     /// at registration.
-    async fn socket_opened(&self, _session_id: &str, _node: &str, _connection: u64) -> Result<()> {
-        Ok(())
-    }
+    async fn socket_opened(&self, session_id: &str, node: &str, connection: u64) -> Result<()>;
 
     /// Counts a sign-in attempt before its password is checked, for every node at once (see
     /// [`crate::auth::throttle`]): refused while the attempts counted from its address (and for
     /// its username) reach the limits, else counted. `None` for a single-node engine, whose
     /// in-memory count is exact.
-    async fn count_sign_in(&self, _attempt: &SignInAttempt<'_>) -> Result<Option<Counted>> {
-        Ok(None)
-    }
+    async fn count_sign_in(&self, attempt: &SignInAttempt<'_>) -> Result<Option<Counted>>;
 
     /// Takes back an attempt counted by [`Store::count_sign_in`] that was no failure.
-    async fn uncount_sign_in(&self, _id: i64) -> Result<()> {
-        Ok(())
-    }
+    async fn uncount_sign_in(&self, id: i64) -> Result<()>;
 
     /// Returns once every event committed before the call has been routed by this node's hub.
     /// (Publishing before a commit returns is not enough: the hub routes a moment later.)

@@ -37,9 +37,9 @@
 //! Lateness is judged by the database's clock when a save arrives (its group's transaction's
 //! start), not the node's: nodes whose clocks disagree still judge one save alike.
 
-use super::participants::{audit, board_events};
+use super::participants::board_events;
 use super::rules;
-use super::sessions::sitting;
+use super::sessions::audit_sitting;
 use super::tx::{Lock, Read, Tx, Write};
 use super::{ConnectionChange, Counted, NewAnswer, Presence, Session, SignInAttempt};
 use crate::error::{Error, Result};
@@ -608,17 +608,8 @@ async fn became_disconnected(
         .execute(&mut *conn)
         .await?;
     if !quiet {
-        for (evaluation_id, _) in sitting(conn, &user.id).await? {
-            audit(
-                conn,
-                &evaluation_id,
-                AuditKind::Disconnected,
-                Some(&user.username),
-                None,
-                rules::DISCONNECTED_DETAIL,
-            )
-            .await?;
-        }
+        let detail = rules::DISCONNECTED_DETAIL;
+        audit_sitting(conn, user, AuditKind::Disconnected, None, detail).await?;
     }
     board_events(conn, &user.id, events).await
 }
@@ -668,17 +659,8 @@ async fn presence_op(
                 .execute(&mut *conn)
                 .await?;
             if before == Some(true) {
-                for (evaluation_id, _) in sitting(conn, &user.id).await? {
-                    audit(
-                        conn,
-                        &evaluation_id,
-                        AuditKind::Reconnected,
-                        Some(&user.username),
-                        None,
-                        rules::RECONNECTED_DETAIL,
-                    )
-                    .await?;
-                }
+                let detail = rules::RECONNECTED_DETAIL;
+                audit_sitting(conn, user, AuditKind::Reconnected, None, detail).await?;
             }
             board_events(conn, &user.id, events).await
         }
